@@ -1,0 +1,29 @@
+"""User-facing errors.
+
+Anything a user can cause (a missing file, unpaired names, a corrupt image, a bad option) raises
+:class:`RgbtError` with one line that names the file and says what to do. The CLI prints that line and
+exits with code 2; everything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RgbtError(Exception):
+    """An error caused by the user's input, reported as one line with exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        # Keep the message on one line whatever the caller passed in.
+        super().__init__(" ".join(str(message).split()))
+
+
+def short(path: str | Path) -> str:
+    """A path as the user would want to read it: relative to the working directory when possible."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)

@@ -1,0 +1,167 @@
+"""Score folders of fused images against their sources (``rgbt evaluate``).
+
+A fused folder is either a folder of images (the method is the folder's name) or a folder of method
+folders (one method per sub-folder). Fused images pair with the sources by file stem.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from fusion.data import Pair, load_pair
+from fusion.errors import RgbtError, short
+from fusion.io import IMAGE_EXTENSIONS, atomic_write_bytes, read_image
+from fusion.metrics import compute_metrics, higher_is_better, metric_names
+
+CSV_COLUMNS = ("image", "method", "metric", "value", "convention")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One value of the long-format results table."""
+
+    image: str
+    method: str
+    metric: str
+    value: float
+    convention: str
+
+
+def _image_files(folder: Path) -> dict[str, Path]:
+    return {
+        f.stem: f
+        for f in sorted(folder.iterdir())
+        if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")
+    }
+
+
+def collect_fused(fused: str | Path) -> dict[str, dict[str, Path]]:
+    """``{method: {image stem: path}}`` for a folder of images or a folder of method folders."""
+    fused = Path(fused)
+    if not fused.is_dir():
+        raise RgbtError(f"{short(fused)}: not a folder of fused images; check --fused")
+    direct = _image_files(fused)
+    if direct:
+        return {fused.name: direct}
+    methods = {d.name: _image_files(d) for d in sorted(fused.iterdir()) if d.is_dir()}
+    methods = {m: files for m, files in methods.items() if files}
+    if not methods:
+        raise RgbtError(f"{short(fused)}: no fused images, neither directly nor in method sub-folders")
+    return methods
+
+
+def evaluate_pairs(
+    fused: dict[str, dict[str, Path]],
+    pairs: list[Pair],
+    *,
+    metrics: list[str] | None = None,
+    convention: str = "standard",
+    image_prefix: str = "",
+    progress: bool = True,
+) -> list[Row]:
+    """Score each method's fused images against the pairs with the same stem.
+
+    Raises:
+        RgbtError: a fused image without a source pair, a size mismatch, or an unreadable file.
+    """
+    by_name = {p.name: p for p in pairs}
+    names = metric_names(convention) if metrics is None else metrics
+    for method, files in fused.items():
+        orphans = sorted(set(files) - set(by_name))
+        if orphans:
+            raise RgbtError(
+                f"{short(files[orphans[0]])} has no source pair with the same name "
+                f"({len(orphans)} such files); check --ir/--vis or remove it"
+            )
+        missing = len(by_name) - len(files)
+        if missing:
+            print(
+                f"note: {method}: {missing} of {len(by_name)} pairs have no fused image; scoring the rest",
+                file=sys.stderr,
+            )
+    rows: list[Row] = []
+    # Pairs outside, methods inside: each source pair is decoded once however many methods there are.
+    wanted = [p for p in pairs if any(p.name in files for files in fused.values())]
+    for pair in tqdm(wanted, desc="score", unit="pair", disable=None if progress else True, leave=False):
+        vis, ir = load_pair(pair)
+        for method, files in fused.items():
+            if pair.name not in files:
+                continue
+            f, _ = read_image(files[pair.name])
+            if f.shape[-2:] != ir.shape[-2:]:
+                raise RgbtError(
+                    f"{short(files[pair.name])} is {f.shape[-1]}x{f.shape[-2]} but its sources are "
+                    f"{ir.shape[-1]}x{ir.shape[-2]}; fused images must keep the source size"
+                )
+            values = compute_metrics(f, vis, ir, names, convention)
+            rows += [Row(image_prefix + pair.name, method, m, float(v[0]), convention) for m, v in values.items()]
+    # Group by method, then image, as a reader expects.
+    order = {m: i for i, m in enumerate(fused)}
+    return sorted(rows, key=lambda r: order[r.method])
+
+
+def write_csv(rows: list[Row], path: str | Path, overwrite: bool = False) -> Path:
+    """Write rows in long format (``image,method,metric,value,convention``), atomically."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise RgbtError(f"{short(path)} exists; pass --overwrite to replace it or choose another --csv")
+    if path.parent and not path.parent.is_dir():
+        raise RgbtError(f"{short(path.parent)}: no such folder for --csv; create it first")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    w.writerows((r.image, r.method, r.metric, repr(r.value), r.convention) for r in rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
+    return path
+
+
+def read_csv(path: str | Path) -> list[Row]:
+    """Read rows written by :func:`write_csv`."""
+    with open(path, newline="") as f:
+        return [
+            Row(r["image"], r["method"], r["metric"], float(r["value"]), r["convention"]) for r in csv.DictReader(f)
+        ]
+
+
+def summarize(rows: list[Row]) -> dict[str, dict[str, float]]:
+    """Mean value per method and metric: ``{method: {metric: mean}}``."""
+    acc: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        acc.setdefault(r.method, {}).setdefault(r.metric, []).append(r.value)
+    return {m: {k: float(torch.tensor(v, dtype=torch.float64).mean()) for k, v in d.items()} for m, d in acc.items()}
+
+
+def markdown_table(rows: list[Row], title: str | None = None) -> str:
+    """Means per method (rows) and metric (columns) as a markdown table, best value in bold."""
+    if not rows:
+        return "(no results)"
+    means = summarize(rows)
+    convention = rows[0].convention
+    metrics = list(dict.fromkeys(r.metric for r in rows))
+    counts = {m: len({r.image for r in rows if r.method == m}) for m in means}
+    arrows = {k: "↑" if higher_is_better(k, convention) else "↓" for k in metrics}
+    best = {}
+    for k in metrics:
+        vals = [means[m][k] for m in means if k in means[m]]
+        best[k] = max(vals) if arrows[k] == "↑" else min(vals)
+    lines = []
+    if title:
+        lines.append(f"### {title}")
+    lines.append(f"| method (n) | {' | '.join(k + arrows[k] for k in metrics)} |")
+    lines.append("|---|" + "---:|" * len(metrics))
+    for m, vals in means.items():
+        cells = []
+        for k in metrics:
+            v = vals.get(k, float("nan"))
+            s = f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
+            cells.append(f"**{s}**" if v == best[k] and len(means) > 1 else s)
+        lines.append(f"| {m} ({counts[m]}) | {' | '.join(cells)} |")
+    lines.append(f"convention: {convention}")
+    return "\n".join(lines)

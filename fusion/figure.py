@@ -1,0 +1,63 @@
+"""Side-by-side comparison figures: IR | visible | each method, one row per sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from fusion.io import atomic_write_bytes, to_uint
+
+HEADER = 26  # pixels of label strip above each tile
+GAP = 4
+
+
+def _tile(img: torch.Tensor, height: int, label: str) -> np.ndarray:
+    """(1, C, H, W) float image -> (HEADER + height, w, 3) uint8 RGB tile with a label strip."""
+    a = to_uint(img)
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    w = max(1, round(a.shape[1] * height / a.shape[0]))
+    a = cv2.resize(a, (w, height), interpolation=cv2.INTER_AREA)
+    strip = np.full((HEADER, w, 3), 255, np.uint8)
+    scale = 0.5
+    (tw, _), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    while tw > w - 4 and scale > 0.3:  # shrink long labels to fit narrow tiles
+        scale -= 0.05
+        (tw, _), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    cv2.putText(strip, label, (2, HEADER - 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([strip, a], axis=0)
+
+
+def comparison_figure(rows: list[list[tuple[str, torch.Tensor]]], height: int = 180) -> np.ndarray:
+    """Compose rows of labelled images into one RGB uint8 array.
+
+    Args:
+        rows: each row a list of ``(label, image)`` with image (1, C, H, W) in [0, 1].
+        height: height in pixels of every image tile.
+
+    Returns:
+        (H, W, 3) uint8 RGB figure on a white background.
+    """
+    rendered = []
+    for row in rows:
+        tiles = [_tile(img, height, label) for label, img in row]
+        gap = np.full((HEADER + height, GAP, 3), 255, np.uint8)
+        parts = [p for t in tiles for p in (t, gap)][:-1]
+        rendered.append(np.concatenate(parts, axis=1))
+    width = max(r.shape[1] for r in rendered)
+    out = []
+    for r in rendered:
+        pad = np.full((r.shape[0], width - r.shape[1], 3), 255, np.uint8)
+        out += [np.concatenate([r, pad], axis=1), np.full((GAP, width, 3), 255, np.uint8)]
+    return np.concatenate(out[:-1], axis=0)
+
+
+def save_figure(fig: np.ndarray, path: str | Path) -> None:
+    """Write an RGB uint8 figure as PNG, atomically."""
+    ok, enc = cv2.imencode(".png", np.ascontiguousarray(fig[:, :, ::-1]))
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    atomic_write_bytes(path, enc.tobytes())

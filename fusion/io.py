@@ -1,0 +1,208 @@
+"""Image files in and out: the only place where uint8/uint16 and BGR exist in the fusion stack.
+
+Everything read here comes back as float32 in [0, 1], shape (1, C, H, W), RGB order, with C = 1 for grey
+images. 16-bit images (common for raw thermal) are never silently rescaled: the caller picks a
+:class:`Norm16` and the choice, with the values it used, is recorded in :class:`ImageInfo`.
+
+Writes are atomic: the image goes to a temporary file in the target folder, then is renamed over the
+target, so an interrupted run never leaves a half-written PNG behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from fusion.errors import RgbtError, short
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+# OpenCV warns on stderr about every broken file; we raise our own one-line error instead.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+@dataclass(frozen=True)
+class Norm16:
+    """How a 16-bit image is mapped to [0, 1].
+
+    Attributes:
+        mode: ``"fixed"`` (``(v - lo) / (hi - lo)``, default 0..65535), ``"minmax"`` (per image) or
+            ``"percentile"`` (per image, between the ``lo`` and ``hi`` percentiles, then clipped).
+        lo: lower value (fixed) or percentile (percentile mode).
+        hi: upper value (fixed) or percentile (percentile mode).
+    """
+
+    mode: str = "fixed"
+    lo: float | None = None
+    hi: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Norm16:
+        """Parse ``fixed``, ``fixed:LO:HI``, ``minmax``, ``percentile`` or ``percentile:LO:HI``."""
+        parts = text.strip().split(":")
+        mode = parts[0]
+        if mode not in ("fixed", "minmax", "percentile") or len(parts) not in (1, 3):
+            raise RgbtError(
+                f"unknown 16-bit normalisation '{text}': use fixed, fixed:LO:HI, minmax, percentile "
+                "or percentile:LO:HI (e.g. percentile:1:99)"
+            )
+        if len(parts) == 3:
+            try:
+                lo, hi = float(parts[1]), float(parts[2])
+            except ValueError:
+                raise RgbtError(f"16-bit normalisation '{text}': LO and HI must be numbers") from None
+            if not lo < hi:
+                raise RgbtError(f"16-bit normalisation '{text}': LO must be below HI")
+            if mode == "minmax":
+                raise RgbtError("16-bit normalisation 'minmax' takes no values")
+            return cls(mode, lo, hi)
+        return cls(mode)
+
+    def range_for(self, img: np.ndarray) -> tuple[float, float]:
+        """The (lo, hi) pixel values mapped to 0 and 1 for this image."""
+        if self.mode == "fixed":
+            return (0.0 if self.lo is None else self.lo, 65535.0 if self.hi is None else self.hi)
+        if self.mode == "minmax":
+            return float(img.min()), float(img.max())
+        lo, hi = np.percentile(img, [1.0 if self.lo is None else self.lo, 99.0 if self.hi is None else self.hi])
+        return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What was read and how it was scaled, so that results can say exactly what they were computed on."""
+
+    path: str
+    height: int
+    width: int
+    channels: int
+    bit_depth: int
+    normalization: str  # e.g. "uint8/255" or "percentile:1:99 [2870.0, 3310.0]"
+
+
+def _decode(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise RgbtError(f"{short(path)}: no such file; check the path")
+    try:
+        buf = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as e:
+        raise RgbtError(f"{short(path)}: cannot read ({e.strerror}); check permissions") from None
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if img is None:
+        raise RgbtError(f"{short(path)}: not a readable image (corrupt, truncated or empty); replace or remove it")
+    if img.dtype not in (np.uint8, np.uint16):
+        raise RgbtError(f"{short(path)}: unsupported pixel type {img.dtype}; save it as 8- or 16-bit PNG/TIFF")
+    return img
+
+
+def read_image(path: str | Path, *, grey: bool = False, norm16: Norm16 | None = None) -> tuple[torch.Tensor, ImageInfo]:
+    """Read an image file as a float tensor.
+
+    A colour file whose three channels are identical (a grey image saved as RGB, as many thermal datasets
+    do) becomes one channel. An alpha channel is dropped.
+
+    Args:
+        path: PNG, JPEG, BMP or TIFF file, 8- or 16-bit.
+        grey: convert colour to one luminance channel (ITU-R BT.601, as in YCbCr's Y).
+        norm16: how to scale a 16-bit image; required for 16-bit files.
+
+    Returns:
+        ``(image, info)`` with image of shape (1, C, H, W), float32 in [0, 1], RGB order, C in {1, 3}.
+
+    Raises:
+        RgbtError: missing, corrupt or unsupported file, or a 16-bit file without ``norm16``.
+    """
+    path = Path(path)
+    img = _decode(path)
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 3:
+        if np.array_equal(img[:, :, 0], img[:, :, 1]) and np.array_equal(img[:, :, 1], img[:, :, 2]):
+            img = img[:, :, 0]
+        else:
+            img = img[:, :, ::-1]  # BGR -> RGB
+
+    if img.dtype == np.uint8:
+        x = img.astype(np.float32) / 255.0
+        desc, depth = "uint8/255", 8
+    else:
+        if norm16 is None:
+            raise RgbtError(
+                f"{short(path)} is 16-bit; choose how to map it to [0,1] with --norm16 "
+                "(fixed, fixed:LO:HI, minmax or percentile:1:99)"
+            )
+        lo, hi = norm16.range_for(img)
+        scale = (hi - lo) if hi > lo else 1.0
+        x = np.clip((img.astype(np.float32) - lo) / scale, 0.0, 1.0)
+        desc = f"{norm16.mode}{'' if norm16.lo is None else f':{norm16.lo:g}:{norm16.hi:g}'} [{lo:g}, {hi:g}]"
+        depth = 16
+
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
+    if grey and t.shape[1] == 3:
+        t = rgb_to_grey(t)
+    info = ImageInfo(str(path), t.shape[2], t.shape[3], t.shape[1], depth, desc)
+    return t.contiguous(), info
+
+
+def rgb_to_grey(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB -> (B, 1, H, W) luminance with the BT.601 weights used by YCbCr."""
+    w = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) of an image file, decoding it fully (so corrupt files are caught here too)."""
+    img = _decode(Path(path))
+    return img.shape[0], img.shape[1]
+
+
+def to_uint(x: torch.Tensor, bits: int = 8) -> np.ndarray:
+    """(1, C, H, W) or (C, H, W) float in [0, 1] -> (H, W) or (H, W, C) uint8/uint16 in RGB order."""
+    if bits not in (8, 16):
+        raise ValueError(f"bits must be 8 or 16, got {bits}")
+    if x.ndim == 4:
+        if x.shape[0] != 1:
+            raise ValueError(f"expected one image, got a batch of {x.shape[0]}")
+        x = x[0]
+    if not torch.isfinite(x).all():
+        raise ValueError("image contains NaN or infinite values")
+    peak = 255 if bits == 8 else 65535
+    a = (x.detach().float().clamp(0, 1) * peak).round().cpu().numpy()
+    a = a.astype(np.uint8 if bits == 8 else np.uint16)
+    return a[0] if a.shape[0] == 1 else np.transpose(a, (1, 2, 0))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_png(path: str | Path, x: torch.Tensor, bits: int = 8) -> None:
+    """Write a (1, C, H, W) or (C, H, W) float image in [0, 1] as an 8- or 16-bit PNG, atomically.
+
+    Values are clamped to [0, 1] and rounded; no contrast stretch is applied.
+    """
+    a = to_uint(x, bits)
+    if a.ndim == 3:
+        a = a[:, :, ::-1]  # RGB -> BGR for OpenCV
+    ok, enc = cv2.imencode(".png", np.ascontiguousarray(a))
+    if not ok:
+        raise RgbtError(f"{short(path)}: PNG encoding failed")
+    atomic_write_bytes(path, enc.tobytes())

@@ -1,0 +1,136 @@
+"""The CLI end to end on synthetic folders, and every bad-input case: one line, exit code 2, no partial output."""
+
+import csv
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from fusion.cli import main
+from fusion.demo import DemoConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def fuse_args(ir, vi, out, method="average"):
+    return ["fuse", "--method", method, "--ir", ir, "--vis", vi, "--out", out, "--device", "cpu"]
+
+
+def test_fuse_writes_one_png_per_pair_in_colour(pair_dirs, tmp_path, capsys):
+    ir, vi = pair_dirs
+    out = tmp_path / "out"
+    code, stdout, _ = run(fuse_args(ir, vi, out, "gff"), capsys)
+    assert code == 0 and "wrote 3 images" in stdout
+    for name, shape in [("p0", (37, 53, 3)), ("p1", (64, 48)), ("p2", (40, 60, 3))]:
+        assert cv2.imread(str(out / f"{name}.png"), cv2.IMREAD_UNCHANGED).shape == shape
+    assert (out / "rgbt_fuse.json").is_file()
+
+
+def test_fuse_skips_finished_files_unless_overwrite(pair_dirs, tmp_path, capsys):
+    ir, vi = pair_dirs
+    out = tmp_path / "out"
+    run(fuse_args(ir, vi, out), capsys)
+    marker = out / "p0.png"
+    os.utime(marker, (0, 0))
+    code, stdout, _ = run(fuse_args(ir, vi, out), capsys)
+    assert code == 0 and "skipped 3" in stdout and marker.stat().st_mtime == 0
+    code, stdout, _ = run([*fuse_args(ir, vi, out), "--overwrite"], capsys)
+    assert "wrote 3" in stdout and marker.stat().st_mtime > 0
+
+
+def test_evaluate_prints_table_and_writes_long_csv(pair_dirs, tmp_path, capsys):
+    ir, vi = pair_dirs
+    for m in ("average", "max"):
+        run(fuse_args(ir, vi, tmp_path / "fused" / m, m), capsys)
+    csv_path = tmp_path / "scores.csv"
+    args = ["evaluate", "--fused", tmp_path / "fused", "--ir", ir, "--vis", vi, "--csv", csv_path]
+    code, stdout, _ = run(args, capsys)
+    assert code == 0 and "| average (3) |" in stdout and "| max (3) |" in stdout and "convention: standard" in stdout
+    rows = list(csv.DictReader(csv_path.open()))
+    assert list(rows[0]) == ["image", "method", "metric", "value", "convention"]
+    assert len(rows) == 2 * 3 * 5 and {r["metric"] for r in rows} == {"EN", "SD", "SSIM", "PSNR", "MSE"}
+    # An existing CSV is not overwritten without the flag.
+    code, _, err = run(args, capsys)
+    assert code == 2 and "--overwrite" in err
+    assert run([*args, "--overwrite", "--metrics", "EN,SD"], capsys)[0] == 0
+    assert {r["metric"] for r in csv.DictReader(csv_path.open())} == {"EN", "SD"}
+
+
+def _bad(case, ir: Path, vi: Path, tmp_path: Path) -> list:
+    out = tmp_path / "out"
+    if case == "unpaired":
+        (vi / "p1.png").rename(vi / "zzz.png")
+    elif case == "missing_dir":
+        return fuse_args(ir, tmp_path / "nope", out)
+    elif case == "size_mismatch":
+        cv2.imwrite(str(vi / "p1.png"), np.zeros((10, 10), np.uint8))
+    elif case == "corrupt":
+        (ir / "p2.png").write_bytes((ir / "p2.png").read_bytes()[:100])
+    elif case == "empty_dir":
+        for f in vi.iterdir():
+            f.unlink()
+    elif case == "unknown_method":
+        return fuse_args(ir, vi, out, "magic")
+    elif case == "out_is_file":
+        out.write_text("mine")
+    elif case == "bad_norm":
+        return [*fuse_args(ir, vi, out), "--norm16", "sideways"]
+    return fuse_args(ir, vi, out)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["unpaired", "missing_dir", "size_mismatch", "corrupt", "empty_dir", "unknown_method", "out_is_file", "bad_norm"],
+)
+def test_bad_input_one_line_exit_2_no_output(case, pair_dirs, tmp_path, capsys):
+    ir, vi = pair_dirs
+    code, stdout, err = run(_bad(case, ir, vi, tmp_path), capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rgbt fuse: error:"), err
+    out = tmp_path / "out"
+    if case == "out_is_file":
+        assert out.read_text() == "mine"
+    else:
+        assert not out.exists() or not any(out.glob("*.png")), "no half-written output"
+    if case in ("unpaired", "size_mismatch", "corrupt"):
+        assert "p" in lines[0] and (".png" in lines[0] or ".jpg" in lines[0])  # names the file
+
+
+def test_evaluate_orphan_fused_image(pair_dirs, tmp_path, capsys):
+    ir, vi = pair_dirs
+    fused = tmp_path / "fused"
+    run(fuse_args(ir, vi, fused), capsys)
+    cv2.imwrite(str(fused / "stranger.png"), np.zeros((5, 5), np.uint8))
+    code, _, err = run(["evaluate", "--fused", fused, "--ir", ir, "--vis", vi], capsys)
+    assert code == 2 and "stranger.png" in err and len(err.strip().splitlines()) == 1
+
+
+def test_demo_yaml_spells_out_the_defaults():
+    assert DemoConfig.from_yaml(REPO / "experiments" / "demo.yaml") == DemoConfig()
+
+
+def test_demo_config_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"datasets": "tno"}))
+    code, _, err = run(["demo", "--config", bad, "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "non-empty list" in err
+    bad.write_text("colour: [")
+    code, _, err = run(["demo", "--config", bad], capsys)
+    assert code == 2 and "not valid YAML" in err
+    bad.write_text("speed: 3")
+    assert "unknown demo setting" in run(["demo", "--config", bad], capsys)[2]
+
+
+def test_methods_lists_everything(capsys):
+    code, out, _ = run(["methods"], capsys)
+    assert code == 0 and all(m in out for m in ("average", "max", "weighted", "laplacian", "gff"))
