@@ -53,7 +53,9 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     metrics = metric_names(a.convention) if not a.metrics else [m.strip() for m in a.metrics.split(",")]
     if a.csv and os.path.exists(a.csv) and not a.overwrite:  # fail before the slow part
         raise RgbtError(f"{a.csv} exists; pass --overwrite to replace it or choose another --csv")
-    rows = evaluate_pairs(collect_fused(a.fused), find_pairs(a.ir, a.vis), metrics=metrics, convention=a.convention)
+    pairs = find_pairs(a.ir, a.vis)
+    fused = collect_fused(a.fused, [p.name for p in pairs])
+    rows = evaluate_pairs(fused, pairs, metrics=metrics, convention=a.convention)
     print(markdown_table(rows))
     if a.csv:
         write_csv(rows, a.csv, overwrite=a.overwrite)
@@ -92,13 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=cmd_fuse)
 
     e = sub.add_parser("evaluate", help="score fused images against their sources")
-    e.add_argument("--fused", required=True, help="folder of fused images, or of one folder per method")
+    e.add_argument(
+        "--fused", required=True, help="folder of fused images, of one folder per method, or of <image>_<METHOD> files"
+    )
     e.add_argument("--ir", required=True, help="folder of infrared images")
     e.add_argument("--vis", required=True, help="folder of visible images")
     e.add_argument("--csv", help="write per-image values (long format) to this CSV")
     e.add_argument("--overwrite", action="store_true", help="replace an existing --csv")
     e.add_argument("--metrics", help="comma-separated metric names (default: all)")
-    e.add_argument("--convention", default="standard", help="metric convention (default: standard)")
+    e.add_argument(
+        "--convention",
+        default="standard",
+        choices=("standard", "vifb", "tang", "cddfuse"),
+        help="whose metric definitions to use (default: standard; see docs/metrics.md)",
+    )
     e.set_defaults(func=cmd_evaluate)
 
     d = sub.add_parser("demo", help="fuse and score the bundled sample sets, write a comparison figure")

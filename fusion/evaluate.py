@@ -42,12 +42,31 @@ def _image_files(folder: Path) -> dict[str, Path]:
     }
 
 
-def collect_fused(fused: str | Path) -> dict[str, dict[str, Path]]:
-    """``{method: {image stem: path}}`` for a folder of images or a folder of method folders."""
+def collect_fused(fused: str | Path, pair_names: list[str] | None = None) -> dict[str, dict[str, Path]]:
+    """``{method: {image stem: path}}`` for one of three layouts.
+
+    - a folder of images named like the pairs: one method, the folder's name;
+    - a folder of method folders: one method per sub-folder;
+    - VIFB's flat layout, ``<image>_<METHOD>.<ext>`` in one folder (recognised when ``pair_names`` is
+      given and every file name starts with a pair name and an underscore).
+    """
     fused = Path(fused)
     if not fused.is_dir():
         raise RgbtError(f"{short(fused)}: not a folder of fused images; check --fused")
     direct = _image_files(fused)
+    if direct and pair_names:
+        names = set(pair_names)
+        by_method: dict[str, dict[str, Path]] = {}
+        for stem, path in direct.items():
+            if stem in names:
+                break
+            # Longest pair name that prefixes the stem: image names may contain underscores themselves.
+            owner = max((n for n in names if stem.startswith(n + "_")), key=len, default=None)
+            if owner is None:
+                break
+            by_method.setdefault(stem[len(owner) + 1 :], {})[owner] = path
+        else:
+            return dict(sorted(by_method.items()))
     if direct:
         return {fused.name: direct}
     methods = {d.name: _image_files(d) for d in sorted(fused.iterdir()) if d.is_dir()}
@@ -90,7 +109,8 @@ def evaluate_pairs(
     # Pairs outside, methods inside: each source pair is decoded once however many methods there are.
     wanted = [p for p in pairs if any(p.name in files for files in fused.values())]
     for pair in tqdm(wanted, desc="score", unit="pair", disable=None if progress else True, leave=False):
-        vis, ir = load_pair(pair)
+        # Sources keep their channels: the vifb convention scores colour channel by channel.
+        vis, ir = load_pair(pair, ir_grey=False)
         for method, files in fused.items():
             if pair.name not in files:
                 continue

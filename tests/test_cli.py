@@ -11,6 +11,7 @@ import yaml
 
 from fusion.cli import main
 from fusion.demo import DemoConfig
+from fusion.metrics import metric_names
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +58,10 @@ def test_evaluate_prints_table_and_writes_long_csv(pair_dirs, tmp_path, capsys):
     assert code == 0 and "| average (3) |" in stdout and "| max (3) |" in stdout and "convention: standard" in stdout
     rows = list(csv.DictReader(csv_path.open()))
     assert list(rows[0]) == ["image", "method", "metric", "value", "convention"]
-    assert len(rows) == 2 * 3 * 5 and {r["metric"] for r in rows} == {"EN", "SD", "SSIM", "PSNR", "MSE"}
+    assert (
+        len(rows) == 2 * 3 * len(metric_names())
+        and [r["metric"] for r in rows[: len(metric_names())]] == metric_names()
+    )
     # An existing CSV is not overwritten without the flag.
     code, _, err = run(args, capsys)
     assert code == 2 and "--overwrite" in err
@@ -134,3 +138,20 @@ def test_demo_config_errors(tmp_path, capsys):
 def test_methods_lists_everything(capsys):
     code, out, _ = run(["methods"], capsys)
     assert code == 0 and all(m in out for m in ("average", "max", "weighted", "laplacian", "gff"))
+
+
+def test_evaluate_reads_vifb_flat_layout_and_records_convention(pair_dirs, tmp_path, capsys):
+    ir, vi = pair_dirs
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for m in ("average", "max"):
+        run(fuse_args(ir, vi, tmp_path / m, m), capsys)
+        for f in (tmp_path / m).glob("*.png"):
+            f.rename(flat / f"{f.stem}_{m.upper()}.png")
+    csv_path = tmp_path / "v.csv"
+    args = ["evaluate", "--fused", flat, "--ir", ir, "--vis", vi, "--convention", "vifb", "--csv", csv_path]
+    code, stdout, _ = run(args, capsys)
+    assert code == 0 and "| AVERAGE (3) |" in stdout and "| MAX (3) |" in stdout and "convention: vifb" in stdout
+    rows = list(csv.DictReader(csv_path.open()))
+    assert {r["method"] for r in rows} == {"AVERAGE", "MAX"} and {r["convention"] for r in rows} == {"vifb"}
+    assert {r["metric"] for r in rows} >= {"CE", "RMSE", "Qabf"}

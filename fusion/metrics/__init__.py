@@ -1,8 +1,10 @@
 """Fusion quality metrics behind one interface.
 
 ``compute_metrics(fused, vis, ir, metrics, convention)`` scores a batch and returns ``{name: (B,)}``.
-Names are the ones papers print (EN, SD, SSIM, PSNR, MSE...). Every result says which ``convention`` it
-was computed under: ``standard`` is one clean, documented definition per metric.
+Names are the ones papers print (EN, SD, SF, AG, EI, MI, CE, SCD, CC, VIF, Qabf, SSIM, PSNR, MSE, RMSE).
+``convention`` picks whose definition is used: ``standard`` (clean, documented), or ``vifb``, ``tang`` and
+``cddfuse``, which reproduce those published evaluation codes including their quirks
+(:mod:`fusion.metrics.conventions`).
 """
 
 from __future__ import annotations
@@ -10,34 +12,30 @@ from __future__ import annotations
 import torch
 
 from fusion.errors import RgbtError
-from fusion.io import rgb_to_grey
-from fusion.metrics.basic import STANDARD
+from fusion.metrics.conventions import CONVENTIONS, Convention
 
-CONVENTIONS = {"standard": STANDARD}
+
+def _convention(name: str) -> Convention:
+    if name not in CONVENTIONS:
+        raise RgbtError(f"unknown metric convention '{name}'; choose one of: {', '.join(CONVENTIONS)}")
+    return CONVENTIONS[name]
 
 
 def metric_names(convention: str = "standard") -> list[str]:
     """Metric names available under ``convention``, in table order."""
-    return list(_table(convention))
+    return list(_convention(convention).metrics)
 
 
 def higher_is_better(name: str, convention: str = "standard") -> bool:
     """Whether a larger value of metric ``name`` means a better fusion."""
-    return _table(convention)[name][1]
+    return _convention(convention).metrics[name][1]
 
 
-def _table(convention: str) -> dict:
-    if convention not in CONVENTIONS:
-        raise RgbtError(f"unknown metric convention '{convention}'; choose one of: {', '.join(CONVENTIONS)}")
-    return CONVENTIONS[convention]
-
-
-def prepare(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) in [0, 1] -> grey (B, 1, H, W) float64 on the 0-255 scale (BT.601 luminance)."""
+def _levels(x: torch.Tensor, rounded: bool) -> torch.Tensor:
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"expected (B, 1 or 3, H, W) images, got shape {tuple(x.shape)}")
-    x = x.double()
-    return (rgb_to_grey(x) if x.shape[1] == 3 else x) * 255.0
+    x = x.double() * 255.0
+    return x.round() if rounded else x
 
 
 def compute_metrics(
@@ -52,9 +50,9 @@ def compute_metrics(
     Args:
         fused: (B, 1 or 3, H, W) in [0, 1].
         vis: (B, 1 or 3, H, W) in [0, 1].
-        ir: (B, 1, H, W) in [0, 1].
+        ir: (B, 1 or 3, H, W) in [0, 1] (VIFB's infrared JPEGs have three channels).
         metrics: names to compute (default: all of the convention).
-        convention: which definition of each metric to use.
+        convention: ``standard``, ``vifb``, ``tang`` or ``cddfuse``.
 
     Returns:
         ``{name: tensor of shape (B,)}`` in float64.
@@ -63,20 +61,33 @@ def compute_metrics(
         ValueError: mismatched shapes, empty or non-finite input.
         RgbtError: unknown convention or metric name.
     """
-    table = _table(convention)
-    names = list(table) if metrics is None else list(metrics)
-    unknown = [n for n in names if n not in table]
+    conv = _convention(convention)
+    names = list(conv.metrics) if metrics is None else list(metrics)
+    unknown = [n for n in names if n not in conv.metrics]
     if unknown:
         raise RgbtError(
-            f"unknown metric(s) {', '.join(unknown)} for convention '{convention}'; known: {', '.join(table)}"
+            f"unknown metric(s) {', '.join(unknown)} for convention '{convention}'; known: {', '.join(conv.metrics)}"
         )
-    f, a, b = prepare(fused), prepare(vis), prepare(ir)
-    if not (f.shape == a.shape == b.shape):
+    if not (fused.shape[-2:] == vis.shape[-2:] == ir.shape[-2:]) or not (fused.shape[0] == vis.shape[0] == ir.shape[0]):
         raise ValueError(
-            f"fused, visible and infrared differ in shape: {tuple(f.shape)}, {tuple(a.shape)}, {tuple(b.shape)}"
+            f"fused, visible and infrared differ in shape: {tuple(fused.shape)}, {tuple(vis.shape)}, {tuple(ir.shape)}"
         )
-    if f.numel() == 0:
+    if fused.numel() == 0 or vis.numel() == 0 or ir.numel() == 0:
         raise ValueError("empty images")
-    if not (torch.isfinite(f).all() and torch.isfinite(a).all() and torch.isfinite(b).all()):
+    if not (torch.isfinite(fused).all() and torch.isfinite(vis).all() and torch.isfinite(ir).all()):
         raise ValueError("images contain NaN or infinite values")
-    return {n: table[n][0](f, a, b) for n in names}
+    f, a, b = (_levels(x, conv.rounded) for x in (fused, vis, ir))
+    out = {}
+    if conv.per_channel and f.shape[1] == 3:
+        # VIFB scores a colour fused image channel by channel against the sources' channels and averages;
+        # SF alone sees the image as one (H, 3W) mosaic.
+        bsz, _, h, w = f.shape
+        f3, a3, b3 = (x.expand(-1, 3, -1, -1).reshape(bsz * 3, 1, h, w) for x in (f, a, b))
+        for n in names:
+            if n == "SF":
+                out[n] = conv.metrics[n][0](torch.cat(f.unbind(1), dim=-1).unsqueeze(1), a, b)
+            else:
+                out[n] = conv.metrics[n][0](f3, a3, b3).view(bsz, 3).mean(1)
+        return out
+    f, a, b = (conv.grey(x) if x.shape[1] == 3 else x for x in (f, a, b))
+    return {n: conv.metrics[n][0](f, a, b) for n in names}

@@ -1,34 +1,132 @@
-"""Shared building blocks of the metrics: window filters and histograms, batched, CPU or GPU."""
+"""Shared building blocks of the metrics: window filters, gradients, histograms, grey conversions.
+
+All take batched (B, 1, H, W) tensors and run on CPU or GPU.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+SOBEL_Y = ((1.0, 2.0, 1.0), (0.0, 0.0, 0.0), (-1.0, -2.0, -1.0))  # MATLAB fspecial('sobel')
+SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
+
 
 def gaussian_window(size: int, sigma: float, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
-    """Normalised 1-D Gaussian of odd ``size`` (MATLAB ``fspecial('gaussian')`` is its outer product)."""
+    """Normalised 1-D Gaussian of odd ``size``; its outer product is MATLAB's ``fspecial('gaussian')``."""
     x = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
     return (g / g.sum()).to(dtype)
 
 
-def filter_valid(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Separable 'valid' filtering of every channel of (B, C, H, W) with the 1-D window ``g``.
+def _toeplitz(rows: int, g: torch.Tensor) -> torch.Tensor:
+    """(rows, rows + k - 1) matrix whose product with a column is its 'valid' correlation with ``g``."""
+    k = g.numel()
+    t = torch.zeros(rows, rows + k - 1, dtype=g.dtype, device=g.device)
+    i = torch.arange(rows, device=g.device)
+    for j in range(k):
+        t[i, i + j] = g[j]
+    return t
 
-    Runs in float32 (several times faster than float64 on CPU); callers centre their data first so the
-    rounding error stays far below the precision the metrics are reported with.
+
+def _valid_rows(x: torch.Tensor, g: torch.Tensor, strip: int) -> torch.Tensor:
+    """'valid' filtering along dim -2 as banded matrix products over strips of ``strip`` output rows."""
+    k, h = g.numel(), x.shape[-2]
+    ho = h - k + 1
+    n = -(-ho // strip)
+    if n * strip > ho:
+        x = F.pad(x, (0, 0, 0, n * strip - ho))
+    xu = x.unfold(-2, strip + k - 1, strip)  # (..., n, W, strip + k - 1)
+    y = torch.matmul(_toeplitz(strip, g), xu.transpose(-1, -2))  # (..., n, strip, W)
+    return y.flatten(-3, -2)[..., :ho, :]
+
+
+def filter_valid(x: torch.Tensor, g: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Separable 'valid' filtering of every channel of (B, C, H, W) with the symmetric 1-D window ``g``.
+
+    float64 through BLAS: each pass is a banded matrix product over strips of rows, about ten times faster
+    on CPU than a float64 depthwise convolution and exact to rounding. float32 uses the convolution.
     """
-    c, k = x.shape[1], g.numel()
-    g = g.to(torch.float32)
-    x = x.to(torch.float32)
-    x = F.conv2d(x, g.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
-    return F.conv2d(x, g.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+    k = g.numel()
+    if dtype == torch.float32:
+        c, g32, x32 = x.shape[1], g.to(torch.float32), x.to(torch.float32)
+        y = F.conv2d(x32, g32.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
+        return F.conv2d(y, g32.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+    x, g = x.to(torch.float64), g.to(torch.float64)
+    strip = max(32, 4 * k)
+    y = _valid_rows(x, g, strip)
+    return _valid_rows(y.transpose(-1, -2), g, strip).transpose(-1, -2)
 
 
-def histogram256(x: torch.Tensor) -> torch.Tensor:
-    """Per-image 256-bin histogram of integer levels 0..255: (B, ...) -> (B, 256) float64 counts."""
-    b = x.shape[0]
-    levels = x.reshape(b, -1).long()
-    offset = torch.arange(b, device=x.device)[:, None] * 256
-    return torch.bincount((levels + offset).flatten(), minlength=256 * b).view(b, 256).to(torch.float64)
+def filter_same(x: torch.Tensor, g: torch.Tensor, mode: str = "replicate") -> torch.Tensor:
+    """Separable 'same' filtering with replicate padding (MATLAB ``imfilter(..., 'replicate')``)."""
+    p = g.numel() // 2
+    return filter_valid(F.pad(x, (p, p, p, p), mode=mode), g, x.dtype)
+
+
+def correlate3x3(x: torch.Tensor, kernel: tuple, padding: str = "zeros") -> torch.Tensor:
+    """'same' 3x3 correlation of (B, 1, H, W) with zero (MATLAB conv2 'same') or replicate padding."""
+    k = torch.tensor(kernel, dtype=x.dtype, device=x.device).view(1, 1, 3, 3)
+    if padding == "zeros":
+        return F.conv2d(x, k, padding=1)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k)
+
+
+def sobel(x: torch.Tensor, padding: str = "zeros") -> tuple[torch.Tensor, torch.Tensor]:
+    """Horizontal and vertical Sobel responses (signs as correlation; magnitudes and atan(y/x) as in conv2)."""
+    return correlate3x3(x, SOBEL_X, padding), correlate3x3(x, SOBEL_Y, padding)
+
+
+def matlab_gradient(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """MATLAB ``gradient``: central differences inside, one-sided at the borders; (gx, gy)."""
+
+    def along(t: torch.Tensor, dim: int) -> torch.Tensor:
+        n = t.shape[dim]
+        if n < 2:
+            return torch.zeros_like(t)
+        g = torch.empty_like(t)
+        g.narrow(dim, 0, 1).copy_(t.narrow(dim, 1, 1) - t.narrow(dim, 0, 1))
+        g.narrow(dim, n - 1, 1).copy_(t.narrow(dim, n - 1, 1) - t.narrow(dim, n - 2, 1))
+        if n > 2:
+            g.narrow(dim, 1, n - 2).copy_((t.narrow(dim, 2, n - 2) - t.narrow(dim, 0, n - 2)) / 2)
+        return g
+
+    return along(x, 3), along(x, 2)
+
+
+def histogram(levels: torch.Tensor, bins: int = 256) -> torch.Tensor:
+    """Per-image histogram of integer levels in [0, bins): (B, ...) -> (B, bins) float64 counts."""
+    b = levels.shape[0]
+    idx = levels.reshape(b, -1).long() + torch.arange(b, device=levels.device)[:, None] * bins
+    return torch.bincount(idx.flatten(), minlength=bins * b).view(b, bins).to(torch.float64)
+
+
+def joint_histogram(x: torch.Tensor, y: torch.Tensor, bins: int = 256) -> torch.Tensor:
+    """Per-image joint histogram of integer levels: (B, ...) x (B, ...) -> (B, bins, bins) float64."""
+    return histogram(x.reshape(x.shape[0], -1).long() * bins + y.reshape(y.shape[0], -1).long(), bins * bins).view(
+        -1, bins, bins
+    )
+
+
+def entropy_of(counts: torch.Tensor, dims: tuple[int, ...] = (1,), log=torch.log2) -> torch.Tensor:
+    """Shannon entropy of histogram counts over ``dims`` (0 log 0 = 0)."""
+    p = counts / counts.sum(dim=dims, keepdim=True).clamp_min(1e-300)
+    return -(p * log(p.where(p > 0, torch.ones_like(p)))).sum(dim=dims) + 0.0
+
+
+def round_half_up(x: torch.Tensor) -> torch.Tensor:
+    """MATLAB's rounding for non-negative values (half away from zero), unlike torch's half-to-even."""
+    return torch.floor(x + 0.5)
+
+
+def rgb2gray_matlab(x: torch.Tensor) -> torch.Tensor:
+    """MATLAB ``rgb2gray`` of uint8 levels (B, 3, H, W) -> (B, 1, H, W) rounded levels."""
+    w = x.new_tensor([0.298936021293775, 0.587043074451121, 0.114020904255103]).view(1, 3, 1, 1)
+    return round_half_up((x * w).sum(1, keepdim=True))
+
+
+def bgr2gray_opencv_float(x: torch.Tensor) -> torch.Tensor:
+    """``np.round(cv2.cvtColor(float32 BGR, BGR2GRAY))`` of levels (B, 3, H, W) RGB -> (B, 1, H, W)."""
+    r, g, b = (x[:, i : i + 1].to(torch.float32) for i in range(3))
+    y = b * 0.114 + g * 0.587 + r * 0.299
+    return torch.round(y).to(torch.float64)  # numpy rounds half to even, as torch does

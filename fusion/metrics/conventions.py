@@ -1,0 +1,141 @@
+"""Which definition each evaluation code uses for each metric.
+
+A convention maps metric names (as papers print them) to ``fn(f, a, b) -> (B,)`` on grey levels, plus how
+images are turned into those levels. See ``docs/metrics.md`` for the table of differences.
+
+- ``standard``: one clean definition per metric: BT.601 luminance on 0-255 (not rounded), MI in bits,
+  PSNR with peak 255, SSIM (L = 255) averaged over the two sources.
+- ``vifb``: VIFB's MATLAB code (Zhang et al., CVPRW 2020).
+- ``tang``: Linfeng Tang's MATLAB code (after 2023-03-03).
+- ``cddfuse``: CDDFuse's ``utils/Evaluator.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+
+from fusion.metrics import error, gradient, information, structural
+from fusion.metrics._kernels import bgr2gray_opencv_float, rgb2gray_matlab
+
+MetricFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _f_only(fn: Callable[[torch.Tensor], torch.Tensor]) -> MetricFn:
+    return lambda f, a, b: fn(f)
+
+
+def _sd(f: torch.Tensor) -> torch.Tensor:
+    return f.flatten(1).std(dim=1, correction=0)
+
+
+def _ssim(variant: str, reduce: str) -> MetricFn:
+    def fn(f, a, b):
+        s = structural.ssim_index(f, a, variant) + structural.ssim_index(f, b, variant)
+        return s if reduce == "sum" else 0.5 * s
+
+    return fn
+
+
+@dataclass(frozen=True)
+class Convention:
+    """A published evaluation code's input handling and metric definitions."""
+
+    name: str
+    grey: Callable[[torch.Tensor], torch.Tensor]  # (B, 3, H, W) levels -> (B, 1, H, W) levels
+    rounded: bool  # whether images are uint8 levels (as read from files) or continuous
+    metrics: dict[str, tuple[MetricFn, bool]]  # name -> (function, higher_is_better)
+    per_channel: bool = False  # VIFB: a colour fused image is scored channel by channel
+
+
+def _bt601(x: torch.Tensor) -> torch.Tensor:
+    return (x * x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+
+
+STANDARD = Convention(
+    "standard",
+    _bt601,
+    False,
+    {
+        "EN": (_f_only(information.entropy), True),
+        "SD": (_f_only(_sd), True),
+        "SF": (_f_only(gradient.spatial_frequency), True),
+        "AG": (_f_only(gradient.average_gradient), True),
+        "EI": (_f_only(gradient.edge_intensity), True),
+        "MI": (partial(information.mutual_information, variant="standard"), True),
+        "CE": (information.cross_entropy, False),
+        "SCD": (structural.scd, True),
+        "CC": (structural.correlation, True),
+        "VIF": (structural.vif, True),
+        "Qabf": (gradient.qabf, True),
+        "SSIM": (_ssim("wang", "mean"), True),
+        "PSNR": (error.psnr, True),
+        "MSE": (error.mse, False),
+        "RMSE": (error.rmse, False),
+    },
+)
+
+VIFB = Convention(
+    "vifb",
+    rgb2gray_matlab,
+    True,
+    {
+        "CE": (information.cross_entropy, False),
+        "EN": (_f_only(partial(information.entropy, floor=True)), True),
+        "MI": (partial(information.mutual_information, variant="vifb"), True),
+        "PSNR": (partial(error.psnr, variant="vifb"), True),
+        "AG": (_f_only(partial(gradient.average_gradient, variant="vifb")), True),
+        "EI": (_f_only(gradient.edge_intensity), True),
+        "Qabf": (gradient.qabf, True),
+        "SD": (_f_only(_sd), True),
+        "SF": (_f_only(partial(gradient.spatial_frequency, variant="vifb")), True),
+        "RMSE": (error.vifb_mse, False),
+        "SSIM": (_ssim("wang", "sum"), True),
+    },
+    per_channel=True,
+)
+
+TANG = Convention(
+    "tang",
+    rgb2gray_matlab,
+    True,
+    {
+        "EN": (_f_only(information.entropy), True),
+        "SD": (_f_only(_sd), True),
+        "SF": (_f_only(gradient.spatial_frequency), True),
+        "AG": (_f_only(partial(gradient.average_gradient, variant="tang")), True),
+        "MI": (partial(information.mutual_information, variant="tang"), True),
+        "SCD": (structural.scd, True),
+        "CC": (structural.correlation, True),
+        "VIF": (structural.vif, True),  # MATLAB gives NaN for a flat source; we give 1 as cddfuse
+        "Qabf": (gradient.qabf, True),
+        "SSIM": (_ssim("matlab", "mean"), True),
+        "PSNR": (partial(error.psnr, variant="tang"), True),
+        "MSE": (lambda f, a, b: error.mse(f, a, b) / 255.0**2, False),
+    },
+)
+
+CDDFUSE = Convention(
+    "cddfuse",
+    bgr2gray_opencv_float,
+    True,
+    {
+        "EN": (_f_only(information.entropy), True),
+        "SD": (_f_only(_sd), True),
+        "SF": (_f_only(gradient.spatial_frequency), True),
+        "AG": (_f_only(gradient.average_gradient), True),
+        "MI": (partial(information.mutual_information, variant="cddfuse"), True),
+        "SCD": (structural.scd, True),
+        "CC": (structural.correlation, True),
+        "VIF": (structural.vif, True),
+        "Qabf": (gradient.qabf, True),
+        "SSIM": (_ssim("skimage", "sum"), True),
+        "PSNR": (partial(error.psnr, variant="cddfuse"), True),
+        "MSE": (error.mse, False),
+    },
+)
+
+CONVENTIONS = {c.name: c for c in (STANDARD, VIFB, TANG, CDDFUSE)}

@@ -1,0 +1,99 @@
+"""Check the conventions against the published reference values in ``metrics_reference/``.
+
+``compare_references(root)`` returns one row per reference value with our value and the error; the test
+suite and ``scripts/check_metric_references.py`` use it.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from fusion.io import read_image
+from fusion.metrics import compute_metrics, metric_names
+
+VIFB_NAMES = {
+    "Cross_entropy": "CE",
+    "Entropy": "EN",
+    "Mutinf": "MI",
+    "Psnr": "PSNR",
+    "Avg_gradient": "AG",
+    "Edge_intensity": "EI",
+    "Qabf": "Qabf",
+    "Variance": "SD",
+    "Spatial_frequency": "SF",
+    "Rmse": "RMSE",
+    "Ssim": "SSIM",
+    "Qcb": "Qcb",
+    "Qcv": "Qcv",
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    code: str
+    method: str
+    image: str
+    metric: str
+    reference: float
+    ours: float | None  # None: metric not implemented in that convention
+
+    @property
+    def rel_error(self) -> float:
+        if self.ours is None:
+            return float("inf")
+        return abs(self.ours - self.reference) / max(abs(self.reference), 1e-12)
+
+    @property
+    def ok(self) -> bool:
+        """Within 1e-4 relative (full precision) or half a unit of the 5th significant digit (VIFB)."""
+        if self.ours is None:
+            return False
+        if self.code == "vifb":
+            ref = f"{self.reference:.5g}"
+            digits = len(ref.replace("-", "").replace(".", "").lstrip("0")) or 1
+            exp = len(ref.split(".")[0].lstrip("-").lstrip("0")) if abs(self.reference) >= 1 else 0
+            unit = 10.0 ** (exp - digits) if abs(self.reference) >= 1 else 10.0 ** -len(ref.split(".")[1])
+            return abs(self.ours - self.reference) <= 0.5 * unit + 1e-12
+        return self.rel_error <= 1e-4
+
+
+def _score(code, ir, vi, fused, metrics) -> dict:
+    f, v, i = (read_image(p)[0] for p in (fused, vi, ir))
+    known = [m for m in metrics if m in metric_names(code)]
+    out = compute_metrics(f, v, i, known, code) if known else {}
+    return {k: float(t[0]) for k, t in out.items()}
+
+
+def compare_references(data_root: str | Path) -> list[Check]:
+    """Our value next to every reference value (VIFB published, tang and cddfuse computed)."""
+    root = Path(data_root)
+    ref = root / "metrics_reference"
+    checks: list[Check] = []
+    groups: dict[tuple, list[dict]] = {}
+    for r in csv.DictReader((ref / "vifb_published.csv").open()):
+        groups.setdefault(("vifb", r["method"], r["image"]), []).append(
+            {"metric": VIFB_NAMES[r["metric"]], "value": float(r["value"])}
+        )
+    for r in csv.DictReader((ref / "computed.csv").open()):
+        groups.setdefault((r["code"], r["method"], r["image"]), []).append(
+            {"metric": r["metric"], "value": float(r["value"])}
+        )
+    for (code, method, image), rows in groups.items():
+        if code == "vifb":
+            base, name, ext = root / "vifb", image, ".jpg"
+            fused = base / "fused" / method / f"{name}{ext}"
+        else:
+            subset, name = image.split("/")
+            crop = name.endswith("@crop48")
+            name = name.removesuffix("@crop48")
+            ext = ".png" if subset == "TNO" or crop else ".jpg"
+            full = ref / "tang_tno" if subset == "TNO" else root / "vifb"
+            base = ref / "crops48" / subset if crop else full
+            fused = base / "fused" / method / f"{name}{ext}"
+        ours = _score(
+            code, base / "ir" / f"{name}{ext}", base / "vi" / f"{name}{ext}", fused, [r["metric"] for r in rows]
+        )
+        checks += [Check(code, method, image, r["metric"], r["value"], ours.get(r["metric"])) for r in rows]
+    return checks

@@ -1,0 +1,72 @@
+"""Per-pair time of the full metric suite for each convention, CPU (and GPU when present); a markdown table.
+
+    python scripts/bench_metrics.py [--sizes 640x480,1024x768] [--repeat 3] [--data ../shared/data]
+
+Sizes default to 640x480 and 1024x768 plus the sizes of the sample sets found under the data root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from fusion.data import KNOWN_DATASETS, dataset_pairs, resolve_data_root
+from fusion.errors import RgbtError
+from fusion.io import image_size
+from fusion.metrics import compute_metrics
+from fusion.metrics.conventions import CONVENTIONS
+
+
+def data_sizes(data: str | None) -> list[tuple[int, int]]:
+    try:
+        root = resolve_data_root(data)
+    except RgbtError:
+        return []
+    sizes = set()
+    for rel in sorted(set(KNOWN_DATASETS.values())):
+        if (root / rel).is_dir():
+            h, w = image_size(dataset_pairs(root / rel)[0].ir)
+            sizes.add((w, h))
+    return sorted(sizes)
+
+
+def bench(conv: str, w: int, h: int, device: str, repeat: int) -> float:
+    g = torch.Generator().manual_seed(0)
+    f, v, i = ((torch.rand(1, 1, h, w, generator=g) * 255).round().div(255).to(device) for _ in range(3))
+    times = []
+    for k in range(repeat + 1):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        compute_metrics(f, v, i, convention=conv)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if k:
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--sizes", default="640x480,1024x768")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--data")
+    a = p.parse_args()
+    sizes = [tuple(int(x) for x in s.split("x")) for s in a.sizes.split(",")]
+    sizes += [s for s in data_sizes(a.data) if s not in sizes]
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; seconds per grey pair, whole suite")
+    cols = [f"{c} ({len(CONVENTIONS[c].metrics)})" for c in CONVENTIONS]
+    print("| device | size | " + " | ".join(cols) + " |")
+    print("|---|---|" + "---:|" * len(cols))
+    for d in devices:
+        for w, h in sizes:
+            cells = [f"{bench(c, w, h, d, a.repeat):.3f}" for c in CONVENTIONS]
+            print(f"| {d} | {w}x{h} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Every metric under every convention: shape, known values, invariants, NaN-freedom, gradients, errors."""
+
+import math
+
+import pytest
+import torch
+
+from fusion.errors import RgbtError
+from fusion.metrics import compute_metrics, higher_is_better, metric_names
+from fusion.metrics.conventions import CONVENTIONS
+
+ALL = [(c, m) for c in CONVENTIONS for m in metric_names(c)]
+
+
+def rand(*shape, seed=0):
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def levels(*shape, seed=0):
+    """Images that hold exact 8-bit levels, as read from files."""
+    return (rand(*shape, seed=seed) * 255).round() / 255
+
+
+@pytest.mark.parametrize("conv,name", ALL)
+def test_shape_dtype_and_finite(conv, name):
+    f, v, i = levels(3, 1, 33, 41, seed=1), levels(3, 1, 33, 41, seed=2), levels(3, 1, 33, 41, seed=3)
+    out = compute_metrics(f, v, i, [name], conv)[name]
+    assert out.shape == (3,) and out.dtype == torch.float64 and torch.isfinite(out).all()
+    # Batched values equal one-by-one values.
+    one = compute_metrics(f[1:2], v[1:2], i[1:2], [name], conv)[name]
+    assert torch.allclose(out[1:2], one, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("conv,name", ALL)
+def test_swapped_sources_give_the_same_value(conv, name):
+    f, v, i = levels(2, 1, 40, 40, seed=4), levels(2, 1, 40, 40, seed=5), levels(2, 1, 40, 40, seed=6)
+    a = compute_metrics(f, v, i, [name], conv)[name]
+    b = compute_metrics(f, i, v, [name], conv)[name]
+    assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("conv,name", ALL)
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (5, 5), (16, 16)])
+def test_flat_and_tiny_images_are_nan_free(conv, name, size):
+    flat = torch.full((1, 1, *size), 100 / 255)
+    for f, v, i in [(flat, flat, flat), (flat, levels(1, 1, *size), flat * 0.5), (levels(1, 1, *size), flat, flat)]:
+        out = compute_metrics(f, v, i, [name], conv)[name]
+        assert not torch.isnan(out).any(), (f.shape, name)
+
+
+@pytest.mark.parametrize("conv", list(CONVENTIONS))
+def test_identical_inputs(conv):
+    x = levels(1, 1, 48, 48, seed=7)
+    m = compute_metrics(x, x, x, convention=conv)
+    pairs = 1 if conv in ("standard", "tang") else 2  # SSIM is a mean (standard, tang) or a sum
+    assert m["SSIM"].item() == pytest.approx(pairs, abs=1e-6)
+    if "VIF" in m:
+        assert m["VIF"].item() == pytest.approx(2.0, abs=1e-9)
+    if "CC" in m:
+        assert m["CC"].item() == pytest.approx(1.0)
+    if "MSE" in m:
+        assert m["MSE"].item() == 0
+    # Qabf with F = A = B: the published G term is gF where gA == gF, so only the angle term is below 1.
+    expected = 0.9994 * 0.9879 / (1 + math.exp(-22 * 0.2))
+    assert m["Qabf"].item() == pytest.approx(expected, rel=1e-6)
+    if "MI" in m and conv == "standard":
+        assert m["MI"].item() == pytest.approx(2 * m["EN"].item())
+    if "CE" in m:
+        assert m["CE"].item() == 0
+
+
+def test_known_values_standard():
+    f = torch.zeros(1, 1, 4, 4)
+    f[..., :2] = 1.0  # half 0, half 255
+    a, b = torch.zeros_like(f), torch.ones_like(f)
+    m = compute_metrics(f, a, b)
+    assert m["EN"].item() == pytest.approx(1.0)
+    assert m["SD"].item() == pytest.approx(127.5)
+    assert m["MSE"].item() == pytest.approx(255**2 / 2)
+    assert m["RMSE"].item() == pytest.approx(255 / math.sqrt(2))
+    assert m["PSNR"].item() == pytest.approx(10 * math.log10(2))
+    # One jump of 255 per row between columns 1 and 2; no vertical differences.
+    assert m["SF"].item() == pytest.approx(math.sqrt(255**2 / 3))
+
+
+def test_known_values_other_conventions():
+    f = levels(1, 1, 20, 24, seed=8)
+    v, i = levels(1, 1, 20, 24, seed=9), levels(1, 1, 20, 24, seed=10)
+    s, t, c, vb = (compute_metrics(f, v, i, convention=k) for k in ("standard", "tang", "cddfuse", "vifb"))
+    assert t["MSE"].item() == pytest.approx(s["MSE"].item() / 255**2)
+    assert t["PSNR"].item() == pytest.approx(s["PSNR"].item() + 20 * math.log10(255))
+    peak = (f * 255).max().item()
+    assert c["PSNR"].item() == pytest.approx(10 * math.log10(peak**2 / s["MSE"].item()))
+    assert c["MI"].item() == pytest.approx(s["MI"].item() * math.log(2), rel=1e-6)  # nats vs bits
+    assert t["AG"].item() == pytest.approx(c["AG"].item() * 20 * 24 / (19 * 23))
+    n = 20 * 24
+    sse = lambda x: ((f - x) * 255).pow(2).sum().sqrt().item() / n  # noqa: E731
+    assert vb["RMSE"].item() == pytest.approx(0.5 * (sse(v) + sse(i)))
+
+
+def test_vifb_colour_is_scored_per_channel_and_sf_as_mosaic():
+    f, v = levels(1, 3, 16, 20, seed=11), levels(1, 3, 16, 20, seed=12)
+    i = levels(1, 1, 16, 20, seed=13)
+    m = compute_metrics(f, v, i, ["EN", "SF"], "vifb")
+    per = [compute_metrics(f[:, k : k + 1], v[:, k : k + 1], i, ["EN"], "vifb")["EN"] for k in range(3)]
+    assert m["EN"].item() == pytest.approx(torch.stack(per).mean().item())
+    mosaic = torch.cat(f.unbind(1), dim=-1).unsqueeze(1)
+    assert m["SF"].item() == pytest.approx(compute_metrics(mosaic, mosaic, mosaic, ["SF"], "vifb")["SF"].item())
+
+
+@pytest.mark.parametrize("conv,name", ALL)
+def test_value_ranges(conv, name):
+    m = compute_metrics(
+        levels(2, 1, 32, 32, seed=14), levels(2, 1, 32, 32, seed=15), levels(2, 1, 32, 32, seed=16), [name], conv
+    )[name]
+    bounds = {"EN": (0, 8), "SD": (0, 127.5), "Qabf": (0, 1), "CC": (-1, 1), "SCD": (-2, 2), "MI": (0, 16)}
+    lo, hi = bounds.get(name, (-math.inf, math.inf))
+    if name == "SSIM":
+        lo, hi = -2, 2
+    assert ((m >= lo) & (m <= hi)).all(), (name, m)
+
+
+DIFFERENTIABLE = ["SD", "SF", "AG", "EI", "SCD", "CC", "VIF", "SSIM", "PSNR", "MSE", "RMSE"]
+
+
+@pytest.mark.parametrize("name", DIFFERENTIABLE)
+def test_gradients_flow_under_standard(name):
+    f = rand(1, 1, 40, 40, seed=17).requires_grad_()
+    out = compute_metrics(f, rand(1, 1, 40, 40, seed=18), rand(1, 1, 40, 40, seed=19), [name])[name]
+    out.sum().backward()
+    assert f.grad is not None and torch.isfinite(f.grad).all() and f.grad.abs().sum() > 0
+
+
+def test_higher_is_better_flags():
+    assert higher_is_better("SSIM") and higher_is_better("VIF") and not higher_is_better("MSE")
+    assert not higher_is_better("RMSE", "vifb") and not higher_is_better("CE", "vifb")
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="shape"):
+        compute_metrics(rand(1, 1, 8, 8), rand(1, 1, 8, 9), rand(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="empty"):
+        compute_metrics(*(torch.zeros(1, 1, 0, 4),) * 3)
+    with pytest.raises(ValueError, match="NaN"):
+        compute_metrics(torch.full((1, 1, 4, 4), float("nan")), rand(1, 1, 4, 4), rand(1, 1, 4, 4))
+    with pytest.raises(RgbtError, match="unknown metric"):
+        compute_metrics(rand(1, 1, 4, 4), rand(1, 1, 4, 4), rand(1, 1, 4, 4), ["XYZ"])
+    with pytest.raises(RgbtError, match="convention"):
+        compute_metrics(rand(1, 1, 4, 4), rand(1, 1, 4, 4), rand(1, 1, 4, 4), convention="nope")
+    with pytest.raises(RgbtError, match="unknown metric"):
+        compute_metrics(rand(1, 1, 4, 4), rand(1, 1, 4, 4), rand(1, 1, 4, 4), ["VIF"], "vifb")
+
+
+def test_torchmetrics_wrapper_averages_over_images():
+    from fusion.metrics.module import FusionMetric, fusion_metrics
+
+    f, v, i = rand(4, 1, 24, 24, seed=20), rand(4, 1, 24, 24, seed=21), rand(4, 1, 24, 24, seed=22)
+    m = FusionMetric("SSIM")
+    m.update(f[:1], v[:1], i[:1])
+    m.update(f[1:], v[1:], i[1:])
+    expected = compute_metrics(f, v, i, ["SSIM"])["SSIM"].mean()
+    assert torch.allclose(m.compute(), expected)
+    coll = fusion_metrics(["EN", "VIF"], prefix="val/")
+    coll.update(f, v, i)
+    out = coll.compute()
+    assert set(out) == {"val/EN", "val/VIF"}
+    with pytest.raises(ValueError):
+        FusionMetric("VIF", "vifb")
