@@ -50,7 +50,10 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     from fusion.evaluate import collect_fused, evaluate_pairs, markdown_table, write_csv
     from fusion.metrics import metric_names
 
-    metrics = metric_names(a.convention) if not a.metrics else [m.strip() for m in a.metrics.split(",")]
+    if a.metrics == "all":
+        metrics = metric_names(a.convention, extra=True)
+    else:
+        metrics = metric_names(a.convention) if not a.metrics else [m.strip() for m in a.metrics.split(",")]
     if a.csv and os.path.exists(a.csv) and not a.overwrite:  # fail before the slow part
         raise RgbtError(f"{a.csv} exists; pass --overwrite to replace it or choose another --csv")
     pairs = find_pairs(a.ir, a.vis)
@@ -101,7 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--vis", required=True, help="folder of visible images")
     e.add_argument("--csv", help="write per-image values (long format) to this CSV")
     e.add_argument("--overwrite", action="store_true", help="replace an existing --csv")
-    e.add_argument("--metrics", help="comma-separated metric names (default: all)")
+    e.add_argument(
+        "--metrics",
+        help="comma-separated names (default: the convention's set; 'all' adds the slow FMI_pixel, FMI_dct)",
+    )
     e.add_argument(
         "--convention",
         default="standard",

@@ -1,7 +1,8 @@
 """Fusion quality metrics behind one interface.
 
 ``compute_metrics(fused, vis, ir, metrics, convention)`` scores a batch and returns ``{name: (B,)}``.
-Names are the ones papers print (EN, SD, SF, AG, EI, MI, CE, SCD, CC, VIF, Qabf, SSIM, PSNR, MSE, RMSE).
+Names are the ones papers print (EN, SD, SF, AG, EI, MI, CE, SCD, CC, VIF, Qabf, Nabf, SSIM, MEF_SSIM,
+Qcb, Qcv, PSNR, MSE, RMSE; FMI_pixel and FMI_dct on request).
 ``convention`` picks whose definition is used: ``standard`` (clean, documented), or ``vifb``, ``tang`` and
 ``cddfuse``, which reproduce those published evaluation codes including their quirks
 (:mod:`fusion.metrics.conventions`).
@@ -21,14 +22,15 @@ def _convention(name: str) -> Convention:
     return CONVENTIONS[name]
 
 
-def metric_names(convention: str = "standard") -> list[str]:
-    """Metric names available under ``convention``, in table order."""
-    return list(_convention(convention).metrics)
+def metric_names(convention: str = "standard", extra: bool = False) -> list[str]:
+    """Metric names computed by default under ``convention`` (with ``extra``: also the slow, opt-in ones)."""
+    conv = _convention(convention)
+    return list(conv.all_metrics if extra else conv.metrics)
 
 
 def higher_is_better(name: str, convention: str = "standard") -> bool:
     """Whether a larger value of metric ``name`` means a better fusion."""
-    return _convention(convention).metrics[name][1]
+    return _convention(convention).all_metrics[name][1]
 
 
 def _levels(x: torch.Tensor, rounded: bool) -> torch.Tensor:
@@ -62,11 +64,12 @@ def compute_metrics(
         RgbtError: unknown convention or metric name.
     """
     conv = _convention(convention)
+    table = conv.all_metrics
     names = list(conv.metrics) if metrics is None else list(metrics)
-    unknown = [n for n in names if n not in conv.metrics]
+    unknown = [n for n in names if n not in table]
     if unknown:
         raise RgbtError(
-            f"unknown metric(s) {', '.join(unknown)} for convention '{convention}'; known: {', '.join(conv.metrics)}"
+            f"unknown metric(s) {', '.join(unknown)} for convention '{convention}'; known: {', '.join(table)}"
         )
     if not (fused.shape[-2:] == vis.shape[-2:] == ir.shape[-2:]) or not (fused.shape[0] == vis.shape[0] == ir.shape[0]):
         raise ValueError(
@@ -85,9 +88,9 @@ def compute_metrics(
         f3, a3, b3 = (x.expand(-1, 3, -1, -1).reshape(bsz * 3, 1, h, w) for x in (f, a, b))
         for n in names:
             if n == "SF":
-                out[n] = conv.metrics[n][0](torch.cat(f.unbind(1), dim=-1).unsqueeze(1), a, b)
+                out[n] = table[n][0](torch.cat(f.unbind(1), dim=-1).unsqueeze(1), a, b)
             else:
-                out[n] = conv.metrics[n][0](f3, a3, b3).view(bsz, 3).mean(1)
+                out[n] = table[n][0](f3, a3, b3).view(bsz, 3).mean(1)
         return out
     f, a, b = (conv.grey(x) if x.shape[1] == 3 else x for x in (f, a, b))
-    return {n: conv.metrics[n][0](f, a, b) for n in names}
+    return {n: table[n][0](f, a, b) for n in names}

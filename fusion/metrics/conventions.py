@@ -13,12 +13,12 @@ images are turned into those levels. See ``docs/metrics.md`` for the table of di
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import torch
 
-from fusion.metrics import error, gradient, information, structural
+from fusion.metrics import error, fmi, gradient, information, perceptual, structural
 from fusion.metrics._kernels import bgr2gray_opencv_float, rgb2gray_matlab
 
 MetricFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -32,10 +32,10 @@ def _sd(f: torch.Tensor) -> torch.Tensor:
     return f.flatten(1).std(dim=1, correction=0)
 
 
-def _ssim(variant: str, reduce: str) -> MetricFn:
+def _ssim(variant: str, reduce: str, dtype: torch.dtype = torch.float64) -> MetricFn:
     def fn(f, a, b):
-        s = structural.ssim_index(f, a, variant) + structural.ssim_index(f, b, variant)
-        return s if reduce == "sum" else 0.5 * s
+        sa, sb = structural.ssim_pair(f, a, b, variant, dtype)
+        return sa + sb if reduce == "sum" else 0.5 * (sa + sb)
 
     return fn
 
@@ -49,6 +49,12 @@ class Convention:
     rounded: bool  # whether images are uint8 levels (as read from files) or continuous
     metrics: dict[str, tuple[MetricFn, bool]]  # name -> (function, higher_is_better)
     per_channel: bool = False  # VIFB: a colour fused image is scored channel by channel
+    # Computed only when asked for by name (slow): not part of the default set.
+    extra: dict[str, tuple[MetricFn, bool]] = field(default_factory=dict)
+
+    @property
+    def all_metrics(self) -> dict[str, tuple[MetricFn, bool]]:
+        return {**self.metrics, **self.extra}
 
 
 def _bt601(x: torch.Tensor) -> torch.Tensor:
@@ -71,10 +77,19 @@ STANDARD = Convention(
         "CC": (structural.correlation, True),
         "VIF": (structural.vif, True),
         "Qabf": (gradient.qabf, True),
-        "SSIM": (_ssim("wang", "mean"), True),
+        "Nabf": (gradient.nabf, False),
+        # float32 filtering where the formula's constants dwarf its rounding (see docs/metrics.md)
+        "SSIM": (_ssim("wang", "mean", torch.float32), True),
+        "MEF_SSIM": (partial(perceptual.mef_ssim, dtype=torch.float32), True),
+        "Qcb": (partial(perceptual.qcb, dtype=torch.float32), True),
+        "Qcv": (perceptual.qcv, False),
         "PSNR": (error.psnr, True),
         "MSE": (error.mse, False),
         "RMSE": (error.rmse, False),
+    },
+    extra={
+        "FMI_pixel": (partial(fmi.fmi, feature="pixel"), True),
+        "FMI_dct": (partial(fmi.fmi, feature="dct"), True),
     },
 )
 
@@ -94,6 +109,8 @@ VIFB = Convention(
         "SF": (_f_only(partial(gradient.spatial_frequency, variant="vifb")), True),
         "RMSE": (error.vifb_mse, False),
         "SSIM": (_ssim("wang", "sum"), True),
+        "Qcb": (perceptual.qcb, True),
+        "Qcv": (perceptual.qcv, False),
     },
     per_channel=True,
 )
@@ -112,9 +129,18 @@ TANG = Convention(
         "CC": (structural.correlation, True),
         "VIF": (structural.vif, True),  # MATLAB gives NaN for a flat source; we give 1 as cddfuse
         "Qabf": (gradient.qabf, True),
+        # Nabf: correctly ordered; Nabf_published: the code's call, which scores the infrared image as the
+        # fused one (sources: fused and visible).
+        "Nabf": (gradient.nabf, False),
+        "Nabf_published": (lambda f, a, b: gradient.nabf(b, f, a), False),
         "SSIM": (_ssim("matlab", "mean"), True),
+        "MS_SSIM": (perceptual.mef_ssim, True),  # the code's "MS-SSIM" is MEF-SSIM
         "PSNR": (partial(error.psnr, variant="tang"), True),
         "MSE": (lambda f, a, b: error.mse(f, a, b) / 255.0**2, False),
+    },
+    extra={
+        "FMI_pixel": (partial(fmi.fmi, feature="pixel"), True),
+        "FMI_dct": (partial(fmi.fmi, feature="dct"), True),
     },
 )
 

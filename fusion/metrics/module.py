@@ -22,7 +22,7 @@ class FusionMetric(Metric):
 
     def __init__(self, name: str, convention: str = "standard", **kwargs) -> None:
         super().__init__(**kwargs)
-        if name not in metric_names(convention):
+        if name not in metric_names(convention, extra=True):
             raise ValueError(f"unknown metric {name} for convention {convention}")
         self.name, self.convention = name, convention
         # torchmetrics keeps higher_is_better as a class constant: set it on a per-metric subclass.

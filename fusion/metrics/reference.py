@@ -30,6 +30,10 @@ VIFB_NAMES = {
 }
 
 
+# Reference names that differ from ours, per code.
+RENAMES = {"tang": {"Nabf": "Nabf_published", "Nabf_fixedorder": "Nabf"}}
+
+
 @dataclass(frozen=True)
 class Check:
     code: str
@@ -61,7 +65,7 @@ class Check:
 
 def _score(code, ir, vi, fused, metrics) -> dict:
     f, v, i = (read_image(p)[0] for p in (fused, vi, ir))
-    known = [m for m in metrics if m in metric_names(code)]
+    known = [m for m in metrics if m in metric_names(code, extra=True)]
     out = compute_metrics(f, v, i, known, code) if known else {}
     return {k: float(t[0]) for k, t in out.items()}
 
@@ -77,9 +81,8 @@ def compare_references(data_root: str | Path) -> list[Check]:
             {"metric": VIFB_NAMES[r["metric"]], "value": float(r["value"])}
         )
     for r in csv.DictReader((ref / "computed.csv").open()):
-        groups.setdefault((r["code"], r["method"], r["image"]), []).append(
-            {"metric": r["metric"], "value": float(r["value"])}
-        )
+        name = RENAMES.get(r["code"], {}).get(r["metric"], r["metric"])
+        groups.setdefault((r["code"], r["method"], r["image"]), []).append({"metric": name, "value": float(r["value"])})
     for (code, method, image), rows in groups.items():
         if code == "vifb":
             base, name, ext = root / "vifb", image, ".jpg"

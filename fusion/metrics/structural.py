@@ -11,26 +11,11 @@ import torch.nn.functional as F
 from fusion.metrics._kernels import filter_valid, gaussian_window
 
 
-def _local_stats(x: torch.Tensor, y: torch.Tensor, g: torch.Tensor, pad: str | None, dtype=torch.float64):
-    """Windowed means, variances and covariance of x and y. float64: with float32 windows (even on
-    centred data) two of VIFB's 126 published SSIM values are missed in the fifth digit."""
-    off = 0.5 * (x.mean(dim=(1, 2, 3), keepdim=True) + y.mean(dim=(1, 2, 3), keepdim=True))
-    xc, yc = x - off, y - off
-    stack = torch.cat([xc, yc, xc * xc, yc * yc, xc * yc], dim=1)
-    if pad is not None:
-        p = g.numel() // 2
-        stack = F.pad(stack, (p, p, p, p), mode=pad)
-    m = filter_valid(stack, g, dtype).double()
-    mx, my = m[:, 0:1], m[:, 1:2]
-    return mx + off, my + off, m[:, 2:3] - mx**2, m[:, 3:4] - my**2, m[:, 4:5] - mx * my
-
-
-def ssim_index(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    variant: str = "wang",
-) -> torch.Tensor:
-    """Mean SSIM of two (B, 1, H, W) images under one of the published forms.
+def ssim_pair(
+    f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, variant: str = "wang", dtype: torch.dtype = torch.float64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean SSIM(F, A) and SSIM(F, B) of (B, 1, H, W) images under one of the published forms, from one
+    filtering pass over the eight moment channels.
 
     wang: 11x11 Gaussian (sigma 1.5), 'valid' windows, K = (0.01, 0.03), L = 255 (VIFB, standard).
     matlab: MATLAB ``ssim`` on doubles 0-255 with its default L = 1, 11x11 Gaussian, replicate padding,
@@ -38,22 +23,37 @@ def ssim_index(
     skimage: ``structural_similarity`` defaults on float data: 7x7 uniform window, sample covariance
         (x 49/48), 'valid' positions, data_range 2 (cddfuse).
 
-    The window shrinks to the largest odd size that fits tiny images.
+    The window shrinks to the largest odd size that fits tiny images. Data are centred on a common offset
+    before filtering (moments are shift-invariant), which keeps float32 filtering accurate.
     """
     size = {"wang": 11, "matlab": 11, "skimage": 7}[variant]
-    size = max(1, min(size, 2 * ((min(x.shape[-2:]) - 1) // 2) + 1))
+    size = max(1, min(size, 2 * ((min(f.shape[-2:]) - 1) // 2) + 1))
     if variant == "skimage":
-        g = torch.full((size,), 1.0 / size, dtype=torch.float64, device=x.device)
+        g = torch.full((size,), 1.0 / size, dtype=torch.float64, device=f.device)
         c1, c2, cov = (0.01 * 2) ** 2, (0.03 * 2) ** 2, size * size / max(1, size * size - 1)
     else:
-        g = gaussian_window(size, 1.5, device=x.device)
+        g = gaussian_window(size, 1.5, device=f.device)
         peak = 1.0 if variant == "matlab" else 255.0
         c1, c2, cov = (0.01 * peak) ** 2, (0.03 * peak) ** 2, 1.0
-    pad = "replicate" if variant == "matlab" else None
-    mx, my, vx, vy, cxy = _local_stats(x, y, g, pad)
-    vx, vy, cxy = vx * cov, vy * cov, cxy * cov
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
-    return s.flatten(1).mean(1)
+    off = (
+        f.mean(dim=(1, 2, 3), keepdim=True) + a.mean(dim=(1, 2, 3), keepdim=True) + b.mean(dim=(1, 2, 3), keepdim=True)
+    ) / 3
+    fc, ac, bc = f - off, a - off, b - off
+    stack = torch.cat([fc, ac, bc, fc * fc, ac * ac, bc * bc, fc * ac, fc * bc], dim=1)
+    if variant == "matlab":
+        p = size // 2
+        stack = F.pad(stack, (p, p, p, p), mode="replicate")
+    m = filter_valid(stack, g, dtype).double()
+    mf, ma, mb = m[:, 0:1], m[:, 1:2], m[:, 2:3]
+    vf = (m[:, 3:4] - mf * mf) * cov
+
+    def index(mx: torch.Tensor, sq: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
+        vx, cxy = (sq - mx * mx) * cov, (cross - mf * mx) * cov
+        ux, uf = mx + off, mf + off
+        s = ((2 * ux * uf + c1) * (2 * cxy + c2)) / ((ux * ux + uf * uf + c1) * (vx + vf + c2))
+        return s.flatten(1).mean(1)
+
+    return index(ma, m[:, 4:5], m[:, 6:7]), index(mb, m[:, 5:6], m[:, 7:8])
 
 
 def _vif_pair(ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
