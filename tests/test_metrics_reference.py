@@ -10,6 +10,7 @@ import pytest
 
 from fusion.metrics.reference import compare_references
 
+
 @pytest.mark.slow
 def test_every_reference_value_is_reproduced(shared_data):
     checks = compare_references(shared_data)
