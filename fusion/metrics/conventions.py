@@ -61,6 +61,12 @@ def _bt601(x: torch.Tensor) -> torch.Tensor:
     return (x * x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
 
 
+# Opt-in (slow) in both conventions that have it; the same algorithm as the tang code.
+FMI = {
+    "FMI_pixel": (partial(fmi.fmi, feature="pixel"), True),
+    "FMI_dct": (partial(fmi.fmi, feature="dct"), True),
+}
+
 STANDARD = Convention(
     "standard",
     _bt601,
@@ -87,10 +93,7 @@ STANDARD = Convention(
         "MSE": (error.mse, False),
         "RMSE": (error.rmse, False),
     },
-    extra={
-        "FMI_pixel": (partial(fmi.fmi, feature="pixel"), True),
-        "FMI_dct": (partial(fmi.fmi, feature="dct"), True),
-    },
+    extra=FMI,
 )
 
 VIFB = Convention(
@@ -138,10 +141,7 @@ TANG = Convention(
         "PSNR": (partial(error.psnr, variant="tang"), True),
         "MSE": (lambda f, a, b: error.mse(f, a, b) / 255.0**2, False),
     },
-    extra={
-        "FMI_pixel": (partial(fmi.fmi, feature="pixel"), True),
-        "FMI_dct": (partial(fmi.fmi, feature="dct"), True),
-    },
+    extra=FMI,
 )
 
 CDDFUSE = Convention(
