@@ -74,6 +74,24 @@ def cmd_demo(a: argparse.Namespace) -> None:
     timed_demo(cfg, a.out, a.data)
 
 
+def cmd_calibrate(a: argparse.Namespace) -> None:
+    from calibration.boards import Chessboard
+    from calibration.run import run_calibration
+
+    board = Chessboard.parse(a.board)
+    res = run_calibration(board, a.cam1, a.out, a.cam2, a.thermal1, a.thermal2, a.overwrite, a.plot)
+    for cam in ("camera1", "camera2"):
+        if cam in res:
+            c = res[cam]
+            rej = f", rejected {len(c['rejected'])}" if c["rejected"] else ""
+            fx, fy = c["K"][0][0], c["K"][1][1]
+            print(f"{cam}: RMS {c['rms_px']:.3f} px over {c['views_used']} views{rej}; fx {fx:.1f} fy {fy:.1f}")
+    if "stereo" in res:
+        s = res["stereo"]
+        print(f"stereo: RMS {s['rms_px']:.3f} px over {len(s['pairs_used'])} pairs; baseline {s['baseline_mm']:.1f} mm")
+    print(f"wrote {a.out}")
+
+
 def cmd_methods(a: argparse.Namespace) -> None:
     from fusion.methods import METHODS
 
@@ -122,6 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--config", help="YAML demo settings (see experiments/demo.yaml)")
     d.add_argument("--limit", type=int, help="at most this many pairs per dataset")
     d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("calibrate", help="calibrate one camera or a stereo pair from board images")
+    c.add_argument(
+        "--board", required=True, help="chessboard:COLSxROWS:SQUARE_MM (inner corners), e.g. chessboard:9x6:25"
+    )
+    c.add_argument("--cam1", required=True, help="quoted glob of the first camera's images, e.g. 'calib/left*.jpg'")
+    c.add_argument("--cam2", help="quoted glob of the second camera's images (pairs by trailing number)")
+    c.add_argument("--thermal1", action="store_true", help="camera 1 is thermal: try inversion and CLAHE")
+    c.add_argument("--thermal2", action="store_true", help="camera 2 is thermal")
+    c.add_argument("--out", required=True, help="YAML file to write")
+    c.add_argument("--plot", help="PNG bar chart of per-view reprojection errors")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    c.set_defaults(func=cmd_calibrate)
 
     m = sub.add_parser("methods", help="list the fusion methods")
     m.set_defaults(func=cmd_methods)

@@ -1,0 +1,142 @@
+"""Single-camera and stereo calibration with OpenCV, with per-view errors and automatic view rejection.
+
+RMS convention: OpenCV's overall reprojection RMS, sqrt(sum of squared corner errors / number of corners)
+over all kept views (what ``calibrateCamera`` returns), not the mean of per-view RMS values that the OpenCV
+tutorial prints. Per-view values are the RMS over that view's corners.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from calibration.boards import Chessboard
+from fusion.errors import RgbtError
+
+
+@dataclass
+class CameraCalibration:
+    """Intrinsics of one camera and how well they fit."""
+
+    image_size: tuple[int, int]  # (width, height)
+    K: np.ndarray
+    dist: np.ndarray
+    rms: float  # overall RMS reprojection error, pixels
+    per_view: dict[str, float]  # view name -> RMS over its corners, pixels
+    rejected: dict[str, str] = field(default_factory=dict)  # view name -> reason
+    rvecs: list[np.ndarray] = field(default_factory=list)
+    tvecs: list[np.ndarray] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "image_size": list(self.image_size),
+            "K": self.K.tolist(),
+            "dist": self.dist.ravel().tolist(),
+            "rms_px": self.rms,
+            "rms_definition": "sqrt(sum squared corner errors / corners), all kept views (OpenCV overall RMS)",
+            "per_view_rms_px": self.per_view,
+            "views_used": len(self.per_view),
+            "rejected": self.rejected,
+        }
+
+
+def _view_errors(obj, img, K, dist, rvecs, tvecs) -> list[float]:
+    errs = []
+    for o, i, r, t in zip(obj, img, rvecs, tvecs, strict=True):
+        proj, _ = cv2.projectPoints(o, r, t, K, dist)
+        errs.append(float(np.sqrt(np.mean(np.sum((proj.reshape(-1, 2) - i.reshape(-1, 2)) ** 2, axis=1)))))
+    return errs
+
+
+def calibrate_camera(
+    corners: dict[str, np.ndarray],
+    board: Chessboard,
+    image_size: tuple[int, int],
+    reject_factor: float = 3.0,
+    min_views: int = 4,
+    min_px: float = 1.0,
+    flags: int = 0,
+) -> CameraCalibration:
+    """Calibrate intrinsics from detected corners, dropping outlier views.
+
+    A view is rejected when its RMS exceeds ``reject_factor`` times the median view RMS and ``min_px``; the
+    calibration is repeated until no view is rejected.
+
+    Args:
+        corners: view name -> (N, 1, 2) detected corners.
+        board: the board the corners belong to.
+        image_size: (width, height).
+    """
+    names = sorted(corners)
+    rejected: dict[str, str] = {}
+    while True:
+        if len(names) < min_views:
+            raise RgbtError(f"only {len(names)} usable views (need {min_views}); take more board images")
+        obj = [board.object_points() for _ in names]
+        img = [corners[n].astype(np.float32) for n in names]
+        rms, K, dist, rvecs, tvecs, *_ = cv2.calibrateCameraExtended(obj, img, image_size, None, None, flags=flags)
+        errs = _view_errors(obj, img, K, dist, rvecs, tvecs)
+        limit = max(reject_factor * float(np.median(errs)), min_px)
+        worst = int(np.argmax(errs))
+        if errs[worst] <= limit:
+            return CameraCalibration(
+                image_size, K, dist, float(rms), dict(zip(names, errs, strict=True)), rejected, list(rvecs), list(tvecs)
+            )
+        rejected[names[worst]] = f"view RMS {errs[worst]:.2f} px > {limit:.2f} px ({reject_factor} x median)"
+        names = names[:worst] + names[worst + 1 :]
+
+
+@dataclass
+class StereoCalibration:
+    """Extrinsics of camera 2 relative to camera 1: x2 = R x1 + T (millimetres)."""
+
+    R: np.ndarray
+    T: np.ndarray
+    rms: float
+    pairs: list[str]
+
+    def to_dict(self) -> dict:
+        return {
+            "R": self.R.tolist(),
+            "T_mm": self.T.ravel().tolist(),
+            "baseline_mm": float(np.linalg.norm(self.T)),
+            "rms_px": self.rms,
+            "rms_definition": "OpenCV stereoCalibrate overall RMS over both cameras' corners, intrinsics fixed",
+            "pairs_used": self.pairs,
+        }
+
+
+def align_order(ref: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Reverse ``other``'s corner order when it runs against ``ref``'s (the chessboard's 180-degree
+    ambiguity), judged by the direction from the first to the last corner; both (N, 1, 2)."""
+    d1 = ref.reshape(-1, 2)[-1] - ref.reshape(-1, 2)[0]
+    d2 = other.reshape(-1, 2)[-1] - other.reshape(-1, 2)[0]
+    return other[::-1].copy() if float(np.dot(d1, d2)) < 0 else other
+
+
+def calibrate_stereo(
+    cam1: CameraCalibration,
+    cam2: CameraCalibration,
+    corners1: dict[str, np.ndarray],
+    corners2: dict[str, np.ndarray],
+    board: Chessboard,
+) -> StereoCalibration:
+    """Extrinsics from views seen (and kept) by both cameras, each camera's intrinsics held fixed."""
+    pairs = sorted(set(cam1.per_view) & set(cam2.per_view))
+    if len(pairs) < 3:
+        raise RgbtError(f"only {len(pairs)} board views are usable in both cameras (need 3); check the pairing")
+    obj = [board.object_points() for _ in pairs]
+    rms, *_, R, T, _, _ = cv2.stereoCalibrate(
+        obj,
+        [corners1[p].astype(np.float32) for p in pairs],
+        [align_order(corners1[p], corners2[p]).astype(np.float32) for p in pairs],
+        cam1.K,
+        cam1.dist,
+        cam2.K,
+        cam2.dist,
+        cam1.image_size,
+        flags=cv2.CALIB_FIX_INTRINSIC,
+    )
+    return StereoCalibration(R, T, float(rms), pairs)

@@ -1,0 +1,110 @@
+"""``rgbt calibrate``: detect a board in one camera's images (or a stereo pair's), calibrate, write YAML."""
+
+from __future__ import annotations
+
+import glob
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from calibration.boards import Chessboard, detect_chessboard
+from calibration.intrinsics import CameraCalibration, calibrate_camera, calibrate_stereo
+from fusion.errors import RgbtError, short
+from fusion.io import atomic_write_bytes
+
+
+def view_key(path: str) -> str:
+    """Pairing key of an image: the trailing number of its stem (``left07`` and ``right07`` pair), else the stem."""
+    stem = Path(path).stem
+    m = re.search(r"(\d+)$", stem)
+    return m.group(1) if m else stem
+
+
+def detect_all(pattern: str, board: Chessboard, thermal: bool) -> tuple[dict, dict, tuple[int, int]]:
+    """Detect the board in every image matching ``pattern``: (corners by key, how/why by key, image size)."""
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise RgbtError(f"no images match '{pattern}'; check the path and quote the pattern")
+    corners, notes, size = {}, {}, None
+    for f in files:
+        img = cv2.imread(f, cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise RgbtError(f"{short(f)}: not a readable image; replace or remove it")
+        hw = (img.shape[1], img.shape[0])
+        if size is None:
+            size = hw
+        elif hw != size:
+            raise RgbtError(
+                f"{short(f)} is {hw[0]}x{hw[1]} but earlier images are {size[0]}x{size[1]}; one camera per pattern"
+            )
+        c, how = detect_chessboard(img, board, thermal=thermal)
+        notes[view_key(f)] = how
+        if c is not None:
+            corners[view_key(f)] = c
+    return corners, notes, size
+
+
+def per_view_plot(cams: dict[str, CameraCalibration], height: int = 260) -> np.ndarray:
+    """A bar chart (BGR uint8) of per-view RMS for each camera, with the overall RMS as a line."""
+    keys = sorted({k for c in cams.values() for k in c.per_view})
+    colours = [(200, 120, 40), (40, 140, 220)]
+    bar, gap = 14, 6
+    width = 60 + len(keys) * (len(cams) * bar + gap)
+    img = np.full((height, width, 3), 255, np.uint8)
+    top = max(max(c.per_view.values()) for c in cams.values()) * 1.15
+    scale = (height - 60) / top
+    for ci, (name, cam) in enumerate(cams.items()):
+        for ki, k in enumerate(keys):
+            if k in cam.per_view:
+                x = 50 + ki * (len(cams) * bar + gap) + ci * bar
+                y = int(height - 30 - cam.per_view[k] * scale)
+                cv2.rectangle(img, (x, y), (x + bar - 2, height - 30), colours[ci % 2], -1)
+        y = int(height - 30 - cam.rms * scale)
+        cv2.line(img, (45, y), (width - 5, y), colours[ci % 2], 1)
+        cv2.putText(
+            img, f"{name} RMS {cam.rms:.3f} px", (50, 18 + 16 * ci), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colours[ci % 2], 1
+        )
+    for ki, k in enumerate(keys):
+        x = 50 + ki * (len(cams) * bar + gap)
+        cv2.putText(img, k[-3:], (x, height - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)
+    cv2.putText(img, f"{top:.2f} px", (2, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)
+    return img
+
+
+def run_calibration(
+    board: Chessboard,
+    cam1: str,
+    out: str | Path,
+    cam2: str | None = None,
+    thermal1: bool = False,
+    thermal2: bool = False,
+    overwrite: bool = False,
+    plot: str | Path | None = None,
+) -> dict:
+    """Calibrate one camera (``cam1`` glob) or a stereo pair (``cam1``, ``cam2``) and write the YAML ``out``."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise RgbtError(f"{short(out)} exists; pass --overwrite to replace it or choose another --out")
+    if not out.parent.is_dir():
+        raise RgbtError(f"{short(out.parent)}: no such folder for --out; create it first")
+    result: dict = {
+        "board": {"type": "chessboard", "inner_corners": [board.cols, board.rows], "square_mm": board.square}
+    }
+    corners1, notes1, size1 = detect_all(cam1, board, thermal1)
+    c1 = calibrate_camera(corners1, board, size1)
+    result["camera1"] = {"images": cam1, "detection": notes1, **c1.to_dict()}
+    cams = {"camera1": c1}
+    if cam2:
+        corners2, notes2, size2 = detect_all(cam2, board, thermal2)
+        c2 = calibrate_camera(corners2, board, size2)
+        result["camera2"] = {"images": cam2, "detection": notes2, **c2.to_dict()}
+        result["stereo"] = calibrate_stereo(c1, c2, corners1, corners2, board).to_dict()
+        cams["camera2"] = c2
+    atomic_write_bytes(out, yaml.safe_dump(result, sort_keys=False).encode())
+    if plot:
+        ok, enc = cv2.imencode(".png", per_view_plot(cams))
+        atomic_write_bytes(plot, enc.tobytes())
+    return result
