@@ -92,6 +92,54 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
     print(f"wrote {a.out}")
 
 
+def cmd_register(a: argparse.Namespace) -> None:
+    import numpy as np
+
+    from calibration import register as R
+    from calibration.registration import Registration
+
+    if a.action == "fit":
+        if a.out and __import__("os").path.exists(a.out) and not a.overwrite:
+            raise RgbtError(f"{a.out} exists; pass --overwrite to replace it or choose another --out")
+        reg = R.fit(a)
+        reg.save(a.out, overwrite=a.overwrite)
+        for k, v in reg.info.items():
+            print(f"{k}: {v}")
+        print(
+            f"wrote {a.out} ({reg.model}, {reg.source} {reg.source_size[0]}x{reg.source_size[1]} -> "
+            f"{reg.target} {reg.target_size[0]}x{reg.target_size[1]})"
+        )
+    elif a.action == "apply":
+        reg = Registration.load(a.reg)
+        n = R.apply(reg, a.ir, a.vis, a.out, not a.no_crop, a.overlay, a.overwrite)
+        print(f"wrote {n} aligned pairs to {a.out}/ir and {a.out}/vi")
+    else:
+        if a.flow:
+            rows = R.eval_flows(a.flow, a.ir, a.vis, a.model)
+            print("| id | EPE none mean | median | EPE registered mean | median |")
+            print("|---|---:|---:|---:|---:|")
+            for r in rows:
+                print(
+                    f"| {r['id']} | {r['epe_none_mean']:.2f} | {r['epe_none_median']:.2f} | {r['epe_mean']:.2f} | "
+                    f"{r['epe_median']:.2f} |"
+                )
+            m = {
+                k: float(np.mean([r[k] for r in rows]))
+                for k in ("epe_none_mean", "epe_none_median", "epe_mean", "epe_median")
+            }
+            cells = " | ".join(f"{m[k]:.2f}" for k in ("epe_none_mean", "epe_none_median", "epe_mean", "epe_median"))
+            print(f"| mean | {cells} |")
+        elif a.points and a.reg:
+            reg = Registration.load(a.reg)
+            src, dst = R.read_points(a.points, a.one_based)
+            err = np.linalg.norm(reg.map_points(src) - dst, axis=1)
+            none = np.linalg.norm(src - dst, axis=1)
+            print("landmark errors (px): " + ", ".join(f"{e:.2f}" for e in err))
+            print(f"mean {err.mean():.2f} px (unregistered {none.mean():.2f} px), max {err.max():.2f} px")
+        else:
+            raise RgbtError("eval needs --flow with --ir (warped) and --vis, or --reg with --points")
+
+
 def cmd_methods(a: argparse.Namespace) -> None:
     from fusion.methods import METHODS
 
@@ -153,6 +201,27 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--plot", help="PNG bar chart of per-view reprojection errors")
     c.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     c.set_defaults(func=cmd_calibrate)
+
+    r = sub.add_parser("register", help="fit, apply or evaluate an IR -> RGB registration")
+    r.add_argument("action", choices=("fit", "apply", "eval"))
+    r.add_argument("--ir", help="fit: IR image; apply: folder of IR images; eval --flow: folder of warped IR images")
+    r.add_argument("--vis", help="fit: RGB image; apply/eval: folder of RGB images")
+    r.add_argument("--points", help="control points (CSV source_x,source_y,target_x,target_y, or JSON)")
+    r.add_argument("--one-based", action="store_true", help="the points are MATLAB (1-based) pixel coordinates")
+    r.add_argument("--via-ir", help="fit: the aligned IR crop of the same scene (bridge)")
+    r.add_argument("--via-vis", help="fit: the aligned RGB image of the same scene (bridge)")
+    r.add_argument("--model", default="affine", choices=("translation", "similarity", "affine", "homography"))
+    r.add_argument("--method", default="ransac", choices=("ransac", "lmeds", "lsq"), help="point fitting")
+    r.add_argument("--threshold", type=float, default=3.0, help="RANSAC inlier threshold, px")
+    r.add_argument("--refine", action="store_true", help="refine a point or bridge fit by ECC on gradients")
+    r.add_argument("--max-shift", type=float, default=60.0, help="reject refinements moving a corner further, px")
+    r.add_argument("--reg", help="registration file (apply, eval)")
+    r.add_argument("--flow", help="eval: folder of <id>.npz ground-truth displacements")
+    r.add_argument("--out", help="fit: registration file (.yaml or .json); apply: output folder")
+    r.add_argument("--no-crop", action="store_true", help="apply: keep the whole RGB frame")
+    r.add_argument("--overlay", action="store_true", help="apply: also write IR edges over RGB")
+    r.add_argument("--overwrite", action="store_true")
+    r.set_defaults(func=cmd_register)
 
     m = sub.add_parser("methods", help="list the fusion methods")
     m.set_defaults(func=cmd_methods)

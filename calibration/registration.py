@@ -1,0 +1,164 @@
+"""IR-to-RGB registration: a 2-D transform with explicit direction, sizes and conventions.
+
+``Registration.H`` maps *source* pixel coordinates to *target* pixel coordinates (homogeneous column
+vectors, 0-based pixel centres, x right, y down): ``[u, v, 1]^T ~ H [x, y, 1]^T``. The default direction is
+IR (source) onto RGB (target). MATLAB's ``affine2d``/``projective2d`` use row vectors and 1-based pixels:
+``[u v 1] = [x y 1] * T`` with ``T = (S H S^-1)^T`` and ``S`` the +1 shift; :meth:`to_matlab` and
+:meth:`from_matlab` convert. OpenCV's ``warpAffine``/``warpPerspective`` use H directly (2x3 or 3x3).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from fusion.errors import RgbtError, short
+from fusion.io import atomic_write_bytes
+
+MODELS = ("translation", "similarity", "affine", "homography")
+_SHIFT = np.array([[1.0, 0, 1], [0, 1, 1], [0, 0, 1]])  # 0-based -> 1-based pixel coordinates
+
+
+@dataclass
+class Registration:
+    """A source -> target pixel mapping (see the module docstring for conventions)."""
+
+    H: np.ndarray
+    model: str
+    source_size: tuple[int, int]  # (width, height)
+    target_size: tuple[int, int]
+    source: str = "ir"
+    target: str = "rgb"
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise RgbtError(f"unknown registration model '{self.model}'; choose one of {', '.join(MODELS)}")
+        self.H = np.asarray(self.H, dtype=np.float64).reshape(3, 3)
+        self.H = self.H / self.H[2, 2]
+        self.source_size = tuple(int(v) for v in self.source_size)
+        self.target_size = tuple(int(v) for v in self.target_size)
+
+    def map_points(self, pts: np.ndarray) -> np.ndarray:
+        """(N, 2) source pixel coordinates -> (N, 2) target coordinates."""
+        p = np.hstack([np.asarray(pts, np.float64).reshape(-1, 2), np.ones((len(pts), 1))]) @ self.H.T
+        return p[:, :2] / p[:, 2:3]
+
+    def inverse(self) -> Registration:
+        return Registration(
+            np.linalg.inv(self.H), self.model, self.target_size, self.source_size, self.target, self.source
+        )
+
+    def to_matlab(self) -> dict:
+        """MATLAB ``affine2d``/``projective2d``: ``{"class", "T"}`` (row vectors, 1-based pixels)."""
+        cls = "projective2d" if self.model == "homography" else "affine2d"
+        return {"class": cls, "T": (_SHIFT @ self.H @ np.linalg.inv(_SHIFT)).T.tolist()}
+
+    @classmethod
+    def from_matlab(cls, T, source_size, target_size, model: str = "affine", **kw) -> Registration:
+        H = np.linalg.inv(_SHIFT) @ np.asarray(T, np.float64).T @ _SHIFT
+        return cls(H, model, source_size, target_size, **kw)
+
+    def to_opencv(self) -> np.ndarray:
+        """2x3 matrix for ``cv2.warpAffine`` (or 3x3 for ``cv2.warpPerspective`` with a homography)."""
+        return self.H.copy() if self.model == "homography" else self.H[:2].copy()
+
+    @classmethod
+    def from_opencv(cls, M, source_size, target_size, model: str = "affine", **kw) -> Registration:
+        M = np.asarray(M, np.float64)
+        H = M if M.shape == (3, 3) else np.vstack([M, [0, 0, 1]])
+        return cls(H, model, source_size, target_size, **kw)
+
+    def to_dict(self) -> dict:
+        return {
+            "direction": f"{self.source} -> {self.target}",
+            "model": self.model,
+            "convention": "target = H @ source, homogeneous column vectors, 0-based pixel centres",
+            "source_size": list(self.source_size),
+            "target_size": list(self.target_size),
+            "H": self.H.tolist(),
+            "matlab": self.to_matlab(),
+            "info": self.info,
+        }
+
+    def save(self, path: str | Path, overwrite: bool = False) -> None:
+        """Write YAML (or JSON for a ``.json`` path), atomically; refuse to replace a file without ``overwrite``."""
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise RgbtError(f"{short(path)} exists; pass --overwrite to replace it")
+        d = self.to_dict()
+        text = json.dumps(d, indent=1) if path.suffix == ".json" else yaml.safe_dump(d, sort_keys=False)
+        atomic_write_bytes(path, text.encode())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Registration:
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+            src, tgt = (s.strip() for s in d["direction"].split("->"))
+            return cls(d["H"], d["model"], d["source_size"], d["target_size"], src, tgt, d.get("info", {}))
+        except FileNotFoundError:
+            raise RgbtError(f"{short(path)}: no such registration file") from None
+        except (KeyError, ValueError, TypeError, AttributeError, yaml.YAMLError, json.JSONDecodeError) as e:
+            raise RgbtError(f"{short(path)}: not a registration file written by rgbt ({type(e).__name__})") from None
+
+
+def _lsq_affine(src: np.ndarray, dst: np.ndarray, similarity: bool) -> np.ndarray:
+    """Least-squares affine (6 dof) or similarity (4 dof: [a -b; b a] + t) from point pairs."""
+    n = len(src)
+    x, y = src[:, 0], src[:, 1]
+    if similarity:
+        A = np.zeros((2 * n, 4))
+        A[0::2] = np.column_stack([x, -y, np.ones(n), np.zeros(n)])
+        A[1::2] = np.column_stack([y, x, np.zeros(n), np.ones(n)])
+        a, b, tx, ty = np.linalg.lstsq(A, dst.reshape(-1), rcond=None)[0]
+        return np.array([[a, -b, tx], [b, a, ty], [0, 0, 1]])
+    A = np.column_stack([src, np.ones(n)])
+    M = np.linalg.lstsq(A, dst, rcond=None)[0].T  # (2, 3)
+    return np.vstack([M, [0, 0, 1]])
+
+
+def fit_points(
+    src: np.ndarray,
+    dst: np.ndarray,
+    model: str,
+    source_size: tuple[int, int],
+    target_size: tuple[int, int],
+    method: str = "ransac",
+    threshold: float = 3.0,
+) -> Registration:
+    """Fit a registration to control points (0-based pixels), robustly; residuals go into ``info``."""
+    src, dst = np.asarray(src, np.float64).reshape(-1, 2), np.asarray(dst, np.float64).reshape(-1, 2)
+    need = {"translation": 1, "similarity": 2, "affine": 3, "homography": 4}[model]
+    if len(src) != len(dst) or len(src) < need:
+        raise RgbtError(f"a {model} needs at least {need} point pairs; got {len(src)} and {len(dst)}")
+    flag = {"ransac": cv2.RANSAC, "lmeds": cv2.LMEDS, "lsq": 0}.get(method)
+    if flag is None:
+        raise RgbtError(f"unknown fitting method '{method}'; use ransac, lmeds or lsq")
+    if model == "translation":
+        t = np.median(dst - src, axis=0)
+        H = np.array([[1, 0, t[0]], [0, 1, t[1]], [0, 0, 1]])
+    elif model == "homography":
+        H, _ = cv2.findHomography(src, dst, flag, threshold)
+    elif method == "lsq":
+        H = _lsq_affine(src, dst, similarity=model == "similarity")
+    else:
+        fit = cv2.estimateAffinePartial2D if model == "similarity" else cv2.estimateAffine2D
+        M, _ = fit(src, dst, method=flag, ransacReprojThreshold=threshold)
+        H = None if M is None else np.vstack([M, [0, 0, 1]])
+    if H is None:
+        raise RgbtError(f"could not fit a {model} to these points (degenerate or too few inliers)")
+    reg = Registration(H, model, source_size, target_size)
+    res = np.linalg.norm(reg.map_points(src) - dst, axis=1)
+    reg.info = {
+        "fitted_from": f"{len(src)} control points, {method}",
+        "residuals_px": res.round(4).tolist(),
+        "rms_residual_px": float(np.sqrt(np.mean(res**2))),
+        "inliers": int((res <= threshold).sum()),
+    }
+    return reg
