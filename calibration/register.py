@@ -113,6 +113,19 @@ def bridge(ir_full: np.ndarray, vis_hr: np.ndarray, ir_crop: np.ndarray, vis_cro
 
 def fit(args) -> Registration:
     """Registration from ``--points``, ``--via-ir/--via-vis`` (bridge) or the images alone (automatic)."""
+    if args.rig:
+        import yaml
+
+        from calibration.registration import from_rig
+
+        try:
+            rig = yaml.safe_load(Path(args.rig).read_text())
+        except FileNotFoundError:
+            raise RgbtError(f"{short(args.rig)}: no such calibration file (write one with rgbt calibrate)") from None
+        if args.distance is None:
+            raise RgbtError("--rig needs --distance (mm from the source camera to the scene plane)")
+        checks = tuple(f * args.distance for f in (0.5, 2.0)) + (1e9,)
+        return from_rig(rig, args.distance, args.source_camera, checks)
     ir = read_image(args.ir) if args.ir else None
     vis = read_image(args.vis) if args.vis else None
     if args.points:
@@ -178,6 +191,28 @@ def apply(
             atomic_write_bytes(out / "overlay" / f"{p.name}.png", enc.tobytes())
         written += 1
     return written
+
+
+def transfer_error(reg: Registration, board, ir_pattern: str, vis_pattern: str) -> dict:
+    """Board corners seen by both cameras: distance between the registered IR corners and the RGB corners
+    (pairs by trailing number, as ``rgbt calibrate``). Views not used to fit ``reg`` make it a held-out test."""
+    from calibration.intrinsics import align_order
+    from calibration.run import detect_all
+
+    c_ir, _, size_ir = detect_all(ir_pattern, board, thermal=True)
+    c_vis, _, size_vis = detect_all(vis_pattern, board, thermal=False)
+    if size_ir != reg.source_size or size_vis != reg.target_size:
+        raise RgbtError(
+            f"image sizes {size_ir} -> {size_vis} do not match the registration {reg.source_size} -> {reg.target_size}"
+        )
+    per_view = {}
+    for k in sorted(set(c_ir) & set(c_vis)):
+        a = reg.map_points(c_ir[k].reshape(-1, 2))
+        b = align_order(c_ir[k], c_vis[k]).reshape(-1, 2)
+        per_view[k] = float(np.linalg.norm(a - b, axis=1).mean())
+    if not per_view:
+        raise RgbtError("the board was not found in any IR/RGB pair with the same number")
+    return {"per_view_mean_px": per_view, "mean_px": float(np.mean(list(per_view.values())))}
 
 
 def eval_flows(flow_dir: str, warped_dir: str, vis_dir: str, model: str) -> list[dict]:

@@ -129,6 +129,15 @@ def cmd_register(a: argparse.Namespace) -> None:
             }
             cells = " | ".join(f"{m[k]:.2f}" for k in ("epe_none_mean", "epe_none_median", "epe_mean", "epe_median"))
             print(f"| mean | {cells} |")
+        elif a.board and a.reg:
+            from calibration.boards import Chessboard
+
+            res = R.transfer_error(Registration.load(a.reg), Chessboard.parse(a.board), a.ir, a.vis)
+            for k, v in res["per_view_mean_px"].items():
+                print(f"view {k}: {v:.3f} px")
+            print(
+                f"board-corner transfer error: mean {res['mean_px']:.3f} px over {len(res['per_view_mean_px'])} views"
+            )
         elif a.points and a.reg:
             reg = Registration.load(a.reg)
             src, dst = R.read_points(a.points, a.one_based)
@@ -137,7 +146,9 @@ def cmd_register(a: argparse.Namespace) -> None:
             print("landmark errors (px): " + ", ".join(f"{e:.2f}" for e in err))
             print(f"mean {err.mean():.2f} px (unregistered {none.mean():.2f} px), max {err.max():.2f} px")
         else:
-            raise RgbtError("eval needs --flow with --ir (warped) and --vis, or --reg with --points")
+            raise RgbtError(
+                "eval needs --flow with --ir (warped) and --vis, --reg with --points, or --reg with --board"
+            )
 
 
 def cmd_methods(a: argparse.Namespace) -> None:
@@ -216,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--refine", action="store_true", help="refine a point or bridge fit by ECC on gradients")
     r.add_argument("--max-shift", type=float, default=60.0, help="reject refinements moving a corner further, px")
     r.add_argument("--reg", help="registration file (apply, eval)")
+    r.add_argument("--rig", help="fit: stereo calibration YAML from rgbt calibrate (plane-induced homography)")
+    r.add_argument("--distance", type=float, help="fit --rig: distance of the scene plane from the source camera, mm")
+    r.add_argument(
+        "--source-camera", default="camera1", choices=("camera1", "camera2"), help="fit --rig: the IR camera"
+    )
+    r.add_argument("--board", help="eval: board spec; with --ir/--vis globs gives board-corner transfer error")
     r.add_argument("--flow", help="eval: folder of <id>.npz ground-truth displacements")
     r.add_argument("--out", help="fit: registration file (.yaml or .json); apply: output folder")
     r.add_argument("--no-crop", action="store_true", help="apply: keep the whole RGB frame")

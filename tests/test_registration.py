@@ -191,3 +191,24 @@ def test_real_registration_sets(shared_data, capsys):
         reg = fit_points(src[keep], dst[keep], "affine", (530, 277), (530, 277), "lsq")
         loo.append(np.linalg.norm(reg.map_points(src[k : k + 1]) - dst[k]))
     assert np.mean(loo) < 0.4 * np.linalg.norm(src - dst, axis=1).mean()
+
+
+def test_rig_plane_homography_and_parallax():
+    from calibration.registration import from_rig
+
+    K = [[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]]
+    rig = {
+        "camera1": {"K": K, "image_size": [640, 480]},
+        "camera2": {"K": K, "image_size": [640, 480]},
+        "stereo": {"R": np.eye(3).tolist(), "T_mm": [-100.0, 0, 0]},  # camera 2 100 mm to the right
+    }
+    reg = from_rig(rig, 2000.0, "camera1", (1000.0, 1e9))
+    # A point on the plane at 2 m: pixel (320, 240) in camera 1 sees X = (0, 0, 2000) -> x2 = 320 - 500*100/2000.
+    assert np.allclose(reg.map_points(np.array([[320.0, 240.0]])), [[295.0, 240.0]])
+    par = reg.info["parallax_at_other_depths"]
+    assert par["1000 mm"]["max_px"] == pytest.approx(500 * 100 * (1 / 1000 - 1 / 2000), abs=1e-6)
+    assert par["1e+09 mm"]["mean_px"] == pytest.approx(25.0, abs=1e-3)
+    back = from_rig(rig, 2000.0, "camera2")
+    assert np.allclose(back.map_points(reg.map_points(np.array([[100.0, 50.0]]))), [[100.0, 50.0]])
+    with pytest.raises(RgbtError, match="stereo"):
+        from_rig({"camera1": rig["camera1"]}, 1000.0)
