@@ -65,17 +65,19 @@ def calibrate_camera(
     calibration is repeated until no view is rejected.
 
     Args:
-        corners: view name -> (N, 1, 2) detected corners.
-        board: the board the corners belong to.
+        corners: view name -> (N, 1, 2) detected corners, or ``(corners, ids)`` for partial views, ids
+            indexing ``board.object_points()``.
+        board: the board the corners belong to (anything with ``object_points()``).
         image_size: (width, height).
     """
-    names = sorted(corners)
+    views = {k: v if isinstance(v, tuple) else (v, np.arange(len(board.object_points()))) for k, v in corners.items()}
+    names = sorted(views)
     rejected: dict[str, str] = {}
     while True:
         if len(names) < min_views:
             raise RgbtError(f"only {len(names)} usable views (need {min_views}); take more board images")
-        obj = [board.object_points() for _ in names]
-        img = [corners[n].astype(np.float32) for n in names]
+        obj = [board.object_points()[views[n][1]] for n in names]
+        img = [views[n][0].astype(np.float32) for n in names]
         rms, K, dist, rvecs, tvecs, *_ = cv2.calibrateCameraExtended(obj, img, image_size, None, None, flags=flags)
         errs = _view_errors(obj, img, K, dist, rvecs, tvecs)
         limit = max(reject_factor * float(np.median(errs)), min_px)

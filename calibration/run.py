@@ -11,15 +11,32 @@ import numpy as np
 import yaml
 
 from calibration.boards import Chessboard, detect_chessboard
+from calibration.coded import CodedBoard, detect_coded
 from calibration.intrinsics import CameraCalibration, calibrate_camera, calibrate_stereo
 from fusion.errors import RgbtError, short
 from fusion.io import atomic_write_bytes
 
+MIN_CODED_CORNERS = 20  # partial coded-board views with fewer verified corners are left out
+
+
+def parse_board(text: str) -> Chessboard | CodedBoard:
+    """``chessboard:COLSxROWS:SQUARE_MM`` or ``coded:BOARD_IMAGE.png[:SQUARE_MM]`` (the MRT coded board; its
+    marker is read from the printable image)."""
+    if text.startswith("coded:"):
+        parts = text.split(":")
+        path = Path(parts[1])
+        if not path.is_file():
+            raise RgbtError(f"coded board image {short(path)} not found; pass the printable board PNG")
+        square = float(parts[2]) if len(parts) > 2 else 50.5
+        return CodedBoard.from_image(path, square=square)
+    return Chessboard.parse(text)
+
 
 def view_key(path: str) -> str:
-    """Pairing key of an image: the trailing number of its stem (``left07`` and ``right07`` pair), else the stem."""
+    """Pairing key of an image: the trailing number of its stem (``left07`` and ``right07`` pair), else the
+    stem (timestamped names such as ``temp_19-01-21_10-55-49`` keep their whole stem)."""
     stem = Path(path).stem
-    m = re.search(r"(\d+)$", stem)
+    m = re.fullmatch(r"[A-Za-z_]*?(\d+)", stem)
     return m.group(1) if m else stem
 
 
@@ -40,6 +57,14 @@ def detect_all(pattern: str, board: Chessboard, thermal: bool) -> tuple[dict, di
             raise RgbtError(
                 f"{short(f)} is {hw[0]}x{hw[1]} but earlier images are {size[0]}x{size[1]}; one camera per pattern"
             )
+        if isinstance(board, CodedBoard):
+            c, ids, how = detect_coded(img, board)
+            notes[view_key(f)] = f"{how}, {len(ids)} verified corners"
+            if len(ids) >= MIN_CODED_CORNERS:
+                corners[view_key(f)] = (c, ids)
+            elif len(ids):
+                notes[view_key(f)] += f" (< {MIN_CODED_CORNERS}: not used)"
+            continue
         c, how = detect_chessboard(img, board, thermal=thermal)
         notes[view_key(f)] = how
         if c is not None:
@@ -75,7 +100,7 @@ def per_view_plot(cams: dict[str, CameraCalibration], height: int = 260) -> np.n
 
 
 def run_calibration(
-    board: Chessboard,
+    board: Chessboard | CodedBoard,
     cam1: str,
     out: str | Path,
     cam2: str | None = None,
@@ -90,9 +115,10 @@ def run_calibration(
         raise RgbtError(f"{short(out)} exists; pass --overwrite to replace it or choose another --out")
     if not out.parent.is_dir():
         raise RgbtError(f"{short(out.parent)}: no such folder for --out; create it first")
-    result: dict = {
-        "board": {"type": "chessboard", "inner_corners": [board.cols, board.rows], "square_mm": board.square}
-    }
+    kind = "coded" if isinstance(board, CodedBoard) else "chessboard"
+    if cam2 and kind == "coded":
+        raise RgbtError("stereo calibration with the coded board is not supported yet; use a chessboard seen by both")
+    result: dict = {"board": {"type": kind, "inner_corners": [board.cols, board.rows], "square_mm": board.square}}
     corners1, notes1, size1 = detect_all(cam1, board, thermal1)
     c1 = calibrate_camera(corners1, board, size1)
     result["camera1"] = {"images": cam1, "detection": notes1, **c1.to_dict()}

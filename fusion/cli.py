@@ -75,10 +75,9 @@ def cmd_demo(a: argparse.Namespace) -> None:
 
 
 def cmd_calibrate(a: argparse.Namespace) -> None:
-    from calibration.boards import Chessboard
-    from calibration.run import run_calibration
+    from calibration.run import parse_board, run_calibration
 
-    board = Chessboard.parse(a.board)
+    board = parse_board(a.board)
     res = run_calibration(board, a.cam1, a.out, a.cam2, a.thermal1, a.thermal2, a.overwrite, a.plot)
     for cam in ("camera1", "camera2"):
         if cam in res:
