@@ -114,3 +114,95 @@ def detect_chessboard(img: np.ndarray, board: Chessboard, thermal: bool = False)
         if ok:
             return _canonical(_refine(g, corners, board)), f"{name}/classic"
     return None, "not found"
+
+
+@dataclass(frozen=True)
+class CircleGrid:
+    """A symmetric (``circles``) or asymmetric (``acircles``) circle grid, ``cols`` x ``rows`` circles."""
+
+    cols: int
+    rows: int
+    spacing: float = 1.0
+    asymmetric: bool = False
+
+    def object_points(self) -> np.ndarray:
+        """OpenCV's layout: asymmetric grids offset every other row by half a spacing (x = (2c + r % 2) s)."""
+        pts = [
+            ((2 * c + r % 2) * self.spacing if self.asymmetric else c * self.spacing, r * self.spacing, 0.0)
+            for r in range(self.rows)
+            for c in range(self.cols)
+        ]
+        return np.array(pts, np.float32)
+
+
+def detect_circles(img: np.ndarray, board: CircleGrid, thermal: bool = False) -> tuple[np.ndarray | None, str]:
+    """Circle centres in board order (dark circles on a light board; thermal images also try the chain)."""
+    gray = to_gray8(img)
+    flags = cv2.CALIB_CB_ASYMMETRIC_GRID if board.asymmetric else cv2.CALIB_CB_SYMMETRIC_GRID
+    for name, g in thermal_variants(gray) if thermal else [("raw", gray)]:
+        for f in (flags, flags | cv2.CALIB_CB_CLUSTERING):
+            ok, centres = cv2.findCirclesGrid(g, (board.cols, board.rows), flags=f)
+            if ok:
+                return centres.reshape(-1, 1, 2).astype(np.float32), f"{name}/circles"
+    return None, "not found"
+
+
+@dataclass(frozen=True)
+class Charuco:
+    """A ChArUco board: ``squares_x`` x ``squares_y`` squares, ``square`` and ``marker`` sides in mm."""
+
+    squares_x: int
+    squares_y: int
+    square: float
+    marker: float
+    dictionary: str = "DICT_4X4_50"
+
+    def board(self) -> cv2.aruco.CharucoBoard:
+        d = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, self.dictionary))
+        return cv2.aruco.CharucoBoard((self.squares_x, self.squares_y), self.square, self.marker, d)
+
+    @property
+    def cols(self) -> int:
+        return self.squares_x - 1
+
+    @property
+    def rows(self) -> int:
+        return self.squares_y - 1
+
+    def object_points(self) -> np.ndarray:
+        return self.board().getChessboardCorners().astype(np.float32)
+
+
+def detect_charuco(img: np.ndarray, board: Charuco, thermal: bool = False) -> tuple[np.ndarray, np.ndarray, str]:
+    """ChArUco corners and their ids (partial boards allowed): ``(corners (N, 1, 2), ids (N,), how)``."""
+    gray = to_gray8(img)
+    det = cv2.aruco.CharucoDetector(board.board())
+    best = (np.zeros((0, 1, 2), np.float32), np.zeros(0, int), "not found")
+    for name, g in thermal_variants(gray) if thermal else [("raw", gray)]:
+        corners, ids, _, _ = det.detectBoard(g)
+        if ids is not None and len(ids) > len(best[1]):
+            best = (corners.reshape(-1, 1, 2).astype(np.float32), ids.ravel().astype(int), f"{name}/charuco")
+    return best
+
+
+def parse_board_spec(text: str):
+    """``chessboard:COLSxROWS:MM``, ``circles:COLSxROWS:MM``, ``acircles:COLSxROWS:MM`` or
+    ``charuco:SQXxSQY:SQUARE_MM:MARKER_MM[:DICT_4X4_50]``."""
+    kind = text.split(":")[0]
+    try:
+        if kind in ("circles", "acircles"):
+            _, size, mm = text.split(":")
+            cols, rows = (int(v) for v in size.lower().split("x"))
+            return CircleGrid(cols, rows, float(mm), kind == "acircles")
+        if kind == "charuco":
+            parts = text.split(":")
+            sx, sy = (int(v) for v in parts[1].lower().split("x"))
+            spec = Charuco(sx, sy, float(parts[2]), float(parts[3]), parts[4] if len(parts) > 4 else "DICT_4X4_50")
+            spec.board()  # validates the dictionary name
+            return spec
+    except (ValueError, IndexError, AttributeError):
+        raise RgbtError(
+            f"board '{text}': write circles:COLSxROWS:MM, acircles:COLSxROWS:MM or "
+            "charuco:SQXxSQY:SQUARE_MM:MARKER_MM[:DICT_4X4_50]"
+        ) from None
+    return Chessboard.parse(text)

@@ -152,9 +152,18 @@ def fit(args) -> Registration:
 
 
 def apply(
-    reg: Registration, ir_dir: str, vis_dir: str, out: str, crop: bool, draw_overlay: bool, overwrite: bool
+    reg: Registration,
+    ir_dir: str,
+    vis_dir: str,
+    out: str,
+    crop: bool,
+    draw_overlay: bool,
+    overwrite: bool,
+    rgb_onto_ir: bool = False,
+    resize: tuple[int, int] | None = None,
 ) -> int:
-    """Warp every IR image onto its RGB partner's grid, crop to the common field of view, write ``ir/`` + ``vi/``."""
+    """Warp every IR image onto its RGB partner's grid (or, with ``rgb_onto_ir``, RGB onto IR), crop to the
+    common field of view, optionally resize to ``resize`` (width, height), and write ``ir/`` + ``vi/``."""
     if Path(ir_dir).is_file() and Path(vis_dir).is_file():  # a single pair
         pairs = [Pair(Path(vis_dir).stem, Path(vis_dir), Path(ir_dir))]
     else:
@@ -167,7 +176,8 @@ def apply(
                 f"{reg.source_size[0]}x{reg.source_size[1]} onto {reg.target_size[0]}x{reg.target_size[1]}; "
                 "fit one registration per rig (or per frame for per-frame crops)"
             )
-    box = common_crop(reg) if crop else (0, 0, *reg.target_size)
+    moving = reg.inverse() if rgb_onto_ir else reg  # maps the warped modality onto the fixed one's grid
+    box = common_crop(moving) if crop else (0, 0, *moving.target_size)
     x0, y0, x1, y1 = box
     if x1 <= x0 or y1 <= y0:
         raise RgbtError("the registered IR image does not overlap the RGB frame; check the registration")
@@ -181,8 +191,12 @@ def apply(
         target = {"ir": out / "ir" / f"{p.name}.png", "vi": out / "vi" / f"{p.name}.png"}
         if all(t.exists() for t in target.values()) and not overwrite:
             continue
-        w = warp(reg, ir)[y0:y1, x0:x1]
-        v = vis[y0:y1, x0:x1]
+        if rgb_onto_ir:
+            w, v = ir[y0:y1, x0:x1], warp(moving, vis)[y0:y1, x0:x1]
+        else:
+            w, v = warp(moving, ir)[y0:y1, x0:x1], vis[y0:y1, x0:x1]
+        if resize:
+            w, v = (cv2.resize(x, resize, interpolation=cv2.INTER_AREA) for x in (w, v))
         for key, img in (("ir", w), ("vi", v)):
             ok, enc = cv2.imencode(".png", img)
             atomic_write_bytes(target[key], enc.tobytes())

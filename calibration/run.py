@@ -10,7 +10,15 @@ import cv2
 import numpy as np
 import yaml
 
-from calibration.boards import Chessboard, detect_chessboard
+from calibration.boards import (
+    Charuco,
+    Chessboard,
+    CircleGrid,
+    detect_charuco,
+    detect_chessboard,
+    detect_circles,
+    parse_board_spec,
+)
 from calibration.coded import CodedBoard, detect_coded
 from calibration.intrinsics import CameraCalibration, calibrate_camera, calibrate_stereo
 from fusion.errors import RgbtError, short
@@ -29,7 +37,7 @@ def parse_board(text: str) -> Chessboard | CodedBoard:
             raise RgbtError(f"coded board image {short(path)} not found; pass the printable board PNG")
         square = float(parts[2]) if len(parts) > 2 else 50.5
         return CodedBoard.from_image(path, square=square)
-    return Chessboard.parse(text)
+    return parse_board_spec(text)
 
 
 def view_key(path: str) -> str:
@@ -65,7 +73,14 @@ def detect_all(pattern: str, board: Chessboard, thermal: bool) -> tuple[dict, di
             elif len(ids):
                 notes[view_key(f)] += f" (< {MIN_CODED_CORNERS}: not used)"
             continue
-        c, how = detect_chessboard(img, board, thermal=thermal)
+        if isinstance(board, Charuco):
+            c, ids, how = detect_charuco(img, board, thermal=thermal)
+            notes[view_key(f)] = f"{how}, {len(ids)} corners"
+            if len(ids) >= 6:
+                corners[view_key(f)] = (c, ids)
+            continue
+        detect = detect_circles if isinstance(board, CircleGrid) else detect_chessboard
+        c, how = detect(img, board, thermal=thermal)
         notes[view_key(f)] = how
         if c is not None:
             corners[view_key(f)] = c
@@ -115,9 +130,9 @@ def run_calibration(
         raise RgbtError(f"{short(out)} exists; pass --overwrite to replace it or choose another --out")
     if not out.parent.is_dir():
         raise RgbtError(f"{short(out.parent)}: no such folder for --out; create it first")
-    kind = "coded" if isinstance(board, CodedBoard) else "chessboard"
-    if cam2 and kind == "coded":
-        raise RgbtError("stereo calibration with the coded board is not supported yet; use a chessboard seen by both")
+    kind = {CodedBoard: "coded", Charuco: "charuco", CircleGrid: "circle grid"}.get(type(board), "chessboard")
+    if cam2 and kind in ("coded", "charuco"):
+        raise RgbtError(f"stereo calibration with a {kind} board is not supported yet; use a chessboard or circle grid")
     result: dict = {"board": {"type": kind, "inner_corners": [board.cols, board.rows], "square_mm": board.square}}
     corners1, notes1, size1 = detect_all(cam1, board, thermal1)
     c1 = calibrate_camera(corners1, board, size1)

@@ -110,7 +110,14 @@ def cmd_register(a: argparse.Namespace) -> None:
         )
     elif a.action == "apply":
         reg = Registration.load(a.reg)
-        n = R.apply(reg, a.ir, a.vis, a.out, not a.no_crop, a.overlay, a.overwrite)
+        size = None
+        if a.resize:
+            try:
+                size = tuple(int(v) for v in a.resize.lower().split("x"))
+                assert len(size) == 2 and min(size) > 0
+            except (ValueError, AssertionError):
+                raise RgbtError(f"--resize {a.resize}: write it as WIDTHxHEIGHT, e.g. 640x512") from None
+        n = R.apply(reg, a.ir, a.vis, a.out, not a.no_crop, a.overlay, a.overwrite, a.rgb_onto_ir, size)
         print(f"wrote {n} aligned pairs to {a.out}/ir and {a.out}/vi")
     else:
         if a.flow:
@@ -236,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="fit: registration file (.yaml or .json); apply: output folder")
     r.add_argument("--no-crop", action="store_true", help="apply: keep the whole RGB frame")
     r.add_argument("--overlay", action="store_true", help="apply: also write IR edges over RGB")
+    r.add_argument("--rgb-onto-ir", action="store_true", help="apply: warp RGB onto the IR grid instead")
+    r.add_argument("--resize", help="apply: resize the aligned pairs to WIDTHxHEIGHT")
     r.add_argument("--overwrite", action="store_true")
     r.set_defaults(func=cmd_register)
 

@@ -164,6 +164,9 @@ def test_points_files_and_cli(tmp_path, capsys):
     a = cv2.imread(str(tmp_path / "aligned" / "ir" / "a.png"), cv2.IMREAD_UNCHANGED)
     b = cv2.imread(str(tmp_path / "aligned" / "vi" / "a.png"), cv2.IMREAD_UNCHANGED)
     assert a.shape[:2] == b.shape[:2] and (tmp_path / "aligned" / "overlay" / "a.png").exists()
+    assert main([*args, "--out", str(tmp_path / "small"), "--rgb-onto-ir", "--resize", "160x120"]) == 0
+    assert cv2.imread(str(tmp_path / "small" / "vi" / "a.png")).shape == (120, 160, 3)
+    assert main([*args, "--out", str(tmp_path / "bad"), "--resize", "160"]) == 2
     cv2.imwrite(str(tmp_path / "vis" / "a.png"), np.zeros((10, 10, 3), np.uint8))  # wrong size
     assert main([*args, "--out", str(tmp_path / "again")]) == 2
     assert "registration maps" in capsys.readouterr().err and not (tmp_path / "again").exists()
