@@ -128,8 +128,6 @@ def run_calibration(
     out = Path(out)
     if out.exists() and not overwrite:
         raise RgbtError(f"{short(out)} exists; pass --overwrite to replace it or choose another --out")
-    if not out.parent.is_dir():
-        raise RgbtError(f"{short(out.parent)}: no such folder for --out; create it first")
     kind = {CodedBoard: "coded", Charuco: "charuco", CircleGrid: "circle grid"}.get(type(board), "chessboard")
     if cam2 and kind in ("coded", "charuco"):
         raise RgbtError(f"stereo calibration with a {kind} board is not supported yet; use a chessboard or circle grid")

@@ -132,8 +132,6 @@ def write_csv(rows: list[Row], path: str | Path, overwrite: bool = False) -> Pat
     path = Path(path)
     if path.exists() and not overwrite:
         raise RgbtError(f"{short(path)} exists; pass --overwrite to replace it or choose another --csv")
-    if path.parent and not path.parent.is_dir():
-        raise RgbtError(f"{short(path.parent)}: no such folder for --csv; create it first")
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)

@@ -184,6 +184,9 @@ def to_uint(x: torch.Tensor, bits: int = 8) -> np.ndarray:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
     path = Path(path)
+    if path.parent.exists() and not path.parent.is_dir():
+        raise RgbtError(f"{short(path.parent)} is a file, not a folder; choose another output path")
+    path.parent.mkdir(parents=True, exist_ok=True)  # creating a folder overwrites nothing
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
