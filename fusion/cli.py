@@ -98,7 +98,7 @@ def cmd_register(a: argparse.Namespace) -> None:
     from calibration.registration import Registration
 
     if a.action == "fit":
-        if a.out and __import__("os").path.exists(a.out) and not a.overwrite:
+        if a.out and os.path.exists(a.out) and not a.overwrite:
             raise RgbtError(f"{a.out} exists; pass --overwrite to replace it or choose another --out")
         reg = R.fit(a)
         reg.save(a.out, overwrite=a.overwrite)
