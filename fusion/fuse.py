@@ -89,13 +89,21 @@ def fuse_pairs(
         if target.exists() and not overwrite:
             report.skipped.append(target)
             continue
-        vis, ir = load_pair(p, norm16=norm16)
+        infos: list = []
+        vis, ir = load_pair(p, norm16=norm16, infos=infos)
         fused = fuse_pair(model, vis.to(device), ir.to(device))
         if not torch.isfinite(fused).all():
             raise RgbtError(f"{method} produced NaN on {short(p.ir)}; check the input images and the checkpoint")
         write_png(target, fused.cpu(), bits=bits)
         report.written.append(target)
-        records[p.name] = {"ir": str(p.ir), "vis": str(p.vis), "channels": int(fused.shape[1])}
+        records[p.name] = {
+            "ir": str(p.ir),
+            "vis": str(p.vis),
+            "channels": int(fused.shape[1]),
+            # how each input was scaled to [0, 1], with the values used (e.g. a 16-bit percentile range)
+            "vis_scaling": infos[0].normalization,
+            "ir_scaling": infos[1].normalization,
+        }
     report.seconds = time.perf_counter() - t0
     old = out / MANIFEST
     if old.is_file():  # keep the records of images fused by earlier runs into this folder

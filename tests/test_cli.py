@@ -36,6 +36,19 @@ def test_fuse_writes_one_png_per_pair_in_colour(pair_dirs, tmp_path, capsys):
     assert (out / "rgbt_fuse.json").is_file()
 
 
+def test_fuse_records_16bit_scaling_per_image(pair_dirs, tmp_path, capsys):
+    import json
+
+    ir, vi = pair_dirs
+    cv2.imwrite(str(ir / "p0.png"), (np.arange(37 * 53).reshape(37, 53) * 20 + 1000).astype(np.uint16))
+    out = tmp_path / "out"
+    code, _, err = run(fuse_args(ir, vi, out), capsys)
+    assert code == 2 and "16-bit" in err and "--norm16" in err
+    assert run([*fuse_args(ir, vi, out), "--norm16", "percentile:1:99"], capsys)[0] == 0
+    rec = json.loads((out / "rgbt_fuse.json").read_text())["images"]
+    assert rec["p0"]["ir_scaling"].startswith("percentile:1:99 [") and rec["p1"]["ir_scaling"] == "uint8/255"
+
+
 def test_fuse_skips_finished_files_unless_overwrite(pair_dirs, tmp_path, capsys):
     ir, vi = pair_dirs
     out = tmp_path / "out"
