@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from fusion.errors import RgbtError
+from fusion.errors import RgbtError, short
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,14 @@ class Chessboard:
         """(N, 3) float32 corner coordinates, row by row, in millimetres."""
         grid = np.mgrid[0 : self.cols, 0 : self.rows].T.reshape(-1, 2)
         return np.hstack([grid * self.square, np.zeros((grid.shape[0], 1))]).astype(np.float32)
+
+
+def imread(path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
+    """An image as OpenCV reads it (uint8/uint16, BGR), or a one-line error naming the file."""
+    img = cv2.imread(str(path), flags)
+    if img is None:
+        raise RgbtError(f"{short(path)}: missing or not a readable image; check the path, replace or remove the file")
+    return img
 
 
 def to_gray8(img: np.ndarray) -> np.ndarray:

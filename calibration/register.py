@@ -11,18 +11,12 @@ import cv2
 import numpy as np
 
 from calibration.align import auto_register, common_crop, endpoint_error, overlay, refine_ecc, warp
+from calibration.boards import imread
 from calibration.registration import Registration, fit_points
 from fusion.data import Pair, find_pairs
 from fusion.errors import RgbtError, short
 from fusion.fuse import prepare_out_dir
 from fusion.io import atomic_write_bytes, image_size
-
-
-def read_image(path: str | Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
-    img = cv2.imread(str(path), flags)
-    if img is None:
-        raise RgbtError(f"{short(path)}: missing or not a readable image; check the path")
-    return img
 
 
 def read_points(path: str | Path, one_based: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -126,8 +120,8 @@ def fit(args) -> Registration:
             raise RgbtError("--rig needs --distance (mm from the source camera to the scene plane)")
         checks = tuple(f * args.distance for f in (0.5, 2.0)) + (1e9,)
         return from_rig(rig, args.distance, args.source_camera, checks)
-    ir = read_image(args.ir) if args.ir else None
-    vis = read_image(args.vis) if args.vis else None
+    ir = imread(args.ir) if args.ir else None
+    vis = imread(args.vis) if args.vis else None
     if args.points:
         if ir is None or vis is None:
             raise RgbtError("--points needs --ir and --vis too, for the image sizes")
@@ -136,7 +130,7 @@ def fit(args) -> Registration:
     elif args.via_ir or args.via_vis:
         if not (args.via_ir and args.via_vis and ir is not None and vis is not None):
             raise RgbtError("a bridge fit needs --ir, --vis, --via-ir and --via-vis")
-        reg = bridge(ir, vis, read_image(args.via_ir), read_image(args.via_vis))
+        reg = bridge(ir, vis, imread(args.via_ir), imread(args.via_vis))
     else:
         if ir is None or vis is None:
             raise RgbtError("give --ir and --vis (automatic), plus --points or --via-ir/--via-vis to start from those")
@@ -187,7 +181,7 @@ def apply(
         (out / d).mkdir(exist_ok=True)
     written = 0
     for p in pairs:
-        ir, vis = read_image(p.ir), read_image(p.vis)
+        ir, vis = imread(p.ir), imread(p.vis)
         target = {"ir": out / "ir" / f"{p.name}.png", "vi": out / "vi" / f"{p.name}.png"}
         if all(t.exists() for t in target.values()) and not overwrite:
             continue
@@ -242,7 +236,7 @@ def eval_flows(flow_dir: str, warped_dir: str, vis_dir: str, model: str) -> list
         dst = glob.glob(str(Path(vis_dir) / f"{k}.*"))
         if not src or not dst:
             raise RgbtError(f"{short(f)}: no image '{k}' in {short(warped_dir)} or {short(vis_dir)}")
-        ir, vis = read_image(src[0]), read_image(dst[0])
+        ir, vis = imread(src[0]), imread(dst[0])
         disp = np.load(f)["disp"].astype(np.float64)
         identity = Registration(np.eye(3), model, ir.shape[1::-1], vis.shape[1::-1])
         reg = auto_register(ir, vis, model)

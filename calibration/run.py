@@ -17,6 +17,7 @@ from calibration.boards import (
     detect_charuco,
     detect_chessboard,
     detect_circles,
+    imread,
     parse_board_spec,
 )
 from calibration.coded import CodedBoard, detect_coded
@@ -55,9 +56,7 @@ def detect_all(pattern: str, board: Chessboard, thermal: bool) -> tuple[dict, di
         raise RgbtError(f"no images match '{pattern}'; check the path and quote the pattern")
     corners, notes, size = {}, {}, None
     for f in files:
-        img = cv2.imread(f, cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise RgbtError(f"{short(f)}: not a readable image; replace or remove it")
+        img = imread(f)
         hw = (img.shape[1], img.shape[0])
         if size is None:
             size = hw

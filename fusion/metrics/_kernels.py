@@ -60,12 +60,6 @@ def filter_valid(x: torch.Tensor, g: torch.Tensor, dtype: torch.dtype = torch.fl
     return _valid_rows(y.transpose(-1, -2), g, strip).transpose(-1, -2)
 
 
-def filter_same(x: torch.Tensor, g: torch.Tensor, mode: str = "replicate") -> torch.Tensor:
-    """Separable 'same' filtering with replicate padding (MATLAB ``imfilter(..., 'replicate')``)."""
-    p = g.numel() // 2
-    return filter_valid(F.pad(x, (p, p, p, p), mode=mode), g, x.dtype)
-
-
 def correlate3x3(x: torch.Tensor, kernel: tuple, padding: str = "zeros") -> torch.Tensor:
     """'same' 3x3 correlation of (B, C, H, W) with zero (MATLAB conv2 'same') or replicate padding.
 

@@ -18,6 +18,7 @@ from functools import partial
 
 import torch
 
+from fusion.io import rgb_to_grey
 from fusion.metrics import error, fmi, gradient, information, perceptual, structural
 from fusion.metrics._kernels import bgr2gray_opencv_float, rgb2gray_matlab
 
@@ -57,10 +58,6 @@ class Convention:
         return {**self.metrics, **self.extra}
 
 
-def _bt601(x: torch.Tensor) -> torch.Tensor:
-    return (x * x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-
-
 # Opt-in (slow) in both conventions that have it; the same algorithm as the tang code.
 FMI = {
     "FMI_pixel": (partial(fmi.fmi, feature="pixel"), True),
@@ -69,7 +66,7 @@ FMI = {
 
 STANDARD = Convention(
     "standard",
-    _bt601,
+    rgb_to_grey,  # BT.601 luminance, as YCbCr's Y
     False,
     {
         "EN": (_f_only(information.entropy), True),
