@@ -33,9 +33,10 @@ def warp(reg: Registration, source: np.ndarray, interpolation: int = cv2.INTER_L
     return cv2.warpPerspective(source, reg.H, reg.target_size, flags=interpolation, borderMode=cv2.BORDER_CONSTANT)
 
 
-def score(reg: Registration, source: np.ndarray, target: np.ndarray) -> float:
-    """Normalised cross-correlation of gradient magnitudes over the overlap (the quantity ECC maximises)."""
-    gs, gt = gradient_magnitude(source), gradient_magnitude(target)
+def score(reg: Registration, source: np.ndarray, target: np.ndarray, gradients: bool = False) -> float:
+    """Normalised cross-correlation of gradient magnitudes over the overlap (the quantity ECC maximises).
+    ``gradients``: the images given are already gradient magnitudes."""
+    gs, gt = (source, target) if gradients else (gradient_magnitude(source), gradient_magnitude(target))
     w = warp(reg, gs)
     mask = warp(reg, np.ones_like(gs)) > 0.999
     a, b = w[mask] - w[mask].mean(), gt[mask] - gt[mask].mean()
@@ -85,7 +86,8 @@ def refine_ecc(
     new = Registration(
         np.linalg.inv(W), model, reg.source_size, reg.target_size, reg.source, reg.target, dict(reg.info)
     )
-    before, after, moved = score(reg, source, target), score(new, source, target), corner_shift(reg, new)
+    before, after = score(reg, gs, gt, gradients=True), score(new, gs, gt, gradients=True)
+    moved = corner_shift(reg, new)
     verdict = "accepted"
     if moved > max_shift:
         verdict = f"rejected: moved a corner {moved:.1f} px > {max_shift} px"
