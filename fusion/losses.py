@@ -1,0 +1,173 @@
+"""Unsupervised fusion losses: intensity, Sobel gradient, SSIM and the family-specific terms.
+
+Every loss is a pure function on ``(B, 1, H, W)`` tensors in [0, 1] plus a thin ``nn.Module`` whose weights are
+constructor arguments (set in the YAML configs). Modules return a dict of named terms, ``total`` included, which
+the LightningModules log as they are.
+
+The default objective for every model is ``total = w_int * int + w_grad * grad + w_ssim * ssim`` (:class:`FusionLoss`):
+
+- intensity (SeAFusion): ``mean |F - max(vis, ir)|`` (or a fixed mix ``a * vis + (1 - a) * ir``),
+- gradient (SeAFusion): ``mean | |grad F| - max(|grad vis|, |grad ir|) |`` with ``|grad| = |Sobel_x| + |Sobel_y|``,
+- SSIM: ``1 - (w_vis * SSIM(F, vis) + w_ir * SSIM(F, ir))`` with an 11x11 Gaussian window (sigma 1.5), where the
+  weights are 1/2 each or, as in SwinFusion, each source's share of the mean gradient magnitude.
+
+Note: the SSIM term is ``1 - SSIM``, not kornia's ``ssim_loss`` (which is ``(1 - SSIM) / 2``), so weights copied
+from papers that write ``1 - SSIM`` apply unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from kornia.filters import spatial_gradient
+from kornia.metrics import ssim as kornia_ssim
+from torch import nn
+
+
+def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """``|Sobel_x| + |Sobel_y|`` with the unnormalised 3x3 Sobel kernels (as SeAFusion); (B, C, H, W) -> same."""
+    g = spatial_gradient(x, mode="sobel", order=1, normalized=False)  # (B, C, 2, H, W), replicate-padded
+    return g.abs().sum(2)
+
+
+def intensity_loss(fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor, vis_weight: float | None = None):
+    """L1 distance of ``fused`` to the element-wise max of the sources, or to ``a*vis + (1-a)*ir`` if ``vis_weight=a``.
+
+    Args:
+        fused, vis, ir: (B, 1, H, W) in [0, 1].
+        vis_weight: None for the max target (SeAFusion, SwinFusion); a number in [0, 1] for a fixed mix.
+
+    Returns:
+        Scalar tensor, 0 when ``fused`` equals the target.
+    """
+    target = torch.maximum(vis, ir) if vis_weight is None else vis_weight * vis + (1 - vis_weight) * ir
+    return (fused - target).abs().mean()
+
+
+def gradient_loss(fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+    """L1 between ``|grad F|`` and ``max(|grad vis|, |grad ir|)`` (SeAFusion's texture loss); scalar."""
+    target = torch.maximum(sobel_magnitude(vis), sobel_magnitude(ir))
+    return (sobel_magnitude(fused) - target).abs().mean()
+
+
+def ssim_map(a: torch.Tensor, b: torch.Tensor, window: int = 11) -> torch.Tensor:
+    """Per-image mean SSIM (Gaussian window, sigma 1.5, data range 1) through kornia: (B,) in [-1, 1]."""
+    return kornia_ssim(a, b, window, max_val=1.0, padding="valid").flatten(1).mean(1)
+
+
+def ssim_loss(fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor, weighting: str = "mean", window: int = 11):
+    """``1 - (w_vis * SSIM(F, vis) + w_ir * SSIM(F, ir))``, averaged over the batch.
+
+    Args:
+        weighting: ``"mean"`` (1/2 each) or ``"gradient"`` (SwinFusion: each source's share of the mean
+            Sobel magnitude, computed per image and not differentiated through).
+    """
+    s_vis, s_ir = ssim_map(fused, vis, window), ssim_map(fused, ir, window)
+    if weighting == "mean":
+        w_vis = torch.full_like(s_vis, 0.5)
+    elif weighting == "gradient":
+        with torch.no_grad():
+            g_vis = sobel_magnitude(vis).flatten(1).mean(1)
+            g_ir = sobel_magnitude(ir).flatten(1).mean(1)
+            w_vis = torch.where(g_vis + g_ir > 0, g_vis / (g_vis + g_ir).clamp_min(1e-12), 0.5)
+    else:
+        raise ValueError(f"ssim weighting must be 'mean' or 'gradient', got {weighting!r}")
+    return (1 - (w_vis * s_vis + (1 - w_vis) * s_ir)).mean()
+
+
+class FusionLoss(nn.Module):
+    """The default unsupervised objective: ``w_int * intensity + w_grad * gradient + w_ssim * ssim``.
+
+    Defaults are SwinFusion's (20, 20, 10, gradient-weighted SSIM); SeAFusion is ``w_int=1, w_grad=10, w_ssim=0``.
+
+    Returns from ``forward(fused, vis, ir)``: ``{"int", "grad", "ssim", "total"}`` scalars.
+    """
+
+    def __init__(
+        self,
+        w_int: float = 20.0,
+        w_grad: float = 20.0,
+        w_ssim: float = 10.0,
+        ssim_weighting: str = "gradient",
+        intensity_vis_weight: float | None = None,
+    ):
+        super().__init__()
+        if ssim_weighting not in ("mean", "gradient"):
+            raise ValueError(f"ssim_weighting must be 'mean' or 'gradient', got {ssim_weighting!r}")
+        self.w_int, self.w_grad, self.w_ssim = w_int, w_grad, w_ssim
+        self.ssim_weighting, self.intensity_vis_weight = ssim_weighting, intensity_vis_weight
+
+    def forward(self, fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = {
+            "int": intensity_loss(fused, vis, ir, self.intensity_vis_weight),
+            "grad": gradient_loss(fused, vis, ir),
+            "ssim": ssim_loss(fused, vis, ir, self.ssim_weighting) if self.w_ssim else fused.new_zeros(()),
+        }
+        terms["total"] = self.w_int * terms["int"] + self.w_grad * terms["grad"] + self.w_ssim * terms["ssim"]
+        return terms
+
+
+def reconstruction_loss(out: torch.Tensor, target: torch.Tensor, ssim_weight: float = 100.0) -> dict:
+    """DenseFuse stage 1: ``MSE(out, target) + lambda * (1 - SSIM(out, target))``; dict of pixel, ssim, total."""
+    pixel = F.mse_loss(out, target)
+    ssim = (1 - ssim_map(out, target)).mean()
+    return {"pixel": pixel, "ssim": ssim, "total": pixel + ssim_weight * ssim}
+
+
+class ReconstructionLoss(nn.Module):
+    """Module form of :func:`reconstruction_loss`; ``ssim_weight`` is DenseFuse's lambda (100 in the release)."""
+
+    def __init__(self, ssim_weight: float = 100.0):
+        super().__init__()
+        self.ssim_weight = ssim_weight
+
+    def forward(self, out: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        return reconstruction_loss(out, target, self.ssim_weight)
+
+
+def laplacian_3x3(x: torch.Tensor) -> torch.Tensor:
+    """DDcGAN's gradient operator: 3x3 kernel with 1/8 around and -1 in the centre (zero padding)."""
+    k = x.new_full((1, 1, 3, 3), 1 / 8)
+    k[0, 0, 1, 1] = -1.0
+    return F.conv2d(x, k.expand(x.shape[1], 1, 3, 3), padding=1, groups=x.shape[1])
+
+
+def ddcgan_content_loss(fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor, grad_weight: float = 1.2):
+    """DDcGAN's content term: ``||F - IR||_F^2 / 16 + grad_weight * ||grad F - grad VIS||_1``.
+
+    Norms are summed over the pixels of each image and averaged over the batch, as in the official code, so the
+    value scales with the patch area. Returns a dict of ``int``, ``grad`` and ``total``.
+    """
+    intensity = (fused - ir).pow(2).flatten(1).sum(1).mean() / 16
+    grad = (laplacian_3x3(fused) - laplacian_3x3(vis)).abs().flatten(1).sum(1).mean()
+    return {"int": intensity, "grad": grad, "total": intensity + grad_weight * grad}
+
+
+def adversarial_loss(prob: torch.Tensor, real: bool, eps: float = 1e-8) -> torch.Tensor:
+    """Cross-entropy of discriminator probabilities against the label real (1) or fake (0); scalar."""
+    prob = prob.clamp(eps, 1 - eps)
+    return -(prob.log() if real else (1 - prob).log()).mean()
+
+
+class DDcGANLoss(nn.Module):
+    """Generator objective of DDcGAN: ``-log D_v(F) - log D_i(F) + content_weight * content``.
+
+    ``forward(fused, vis, ir, p_vis, p_ir)`` takes the two discriminators' probabilities for the fused image and
+    returns ``{"adv_vis", "adv_ir", "int", "grad", "content", "total"}``.
+    """
+
+    def __init__(self, content_weight: float = 0.6, grad_weight: float = 1.2, adv_weight: float = 1.0):
+        super().__init__()
+        self.content_weight, self.grad_weight, self.adv_weight = content_weight, grad_weight, adv_weight
+
+    def forward(self, fused, vis, ir, p_vis, p_ir) -> dict[str, torch.Tensor]:
+        c = ddcgan_content_loss(fused, vis, ir, self.grad_weight)
+        terms = {
+            "adv_vis": adversarial_loss(p_vis, real=True),
+            "adv_ir": adversarial_loss(p_ir, real=True),
+            "int": c["int"],
+            "grad": c["grad"],
+            "content": c["total"],
+        }
+        terms["total"] = self.adv_weight * (terms["adv_vis"] + terms["adv_ir"]) + self.content_weight * c["total"]
+        return terms
