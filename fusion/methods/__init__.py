@@ -18,6 +18,7 @@ from fusion.methods.classical import (
     MaxFusion,
     WeightedAverageFusion,
 )
+from fusion.methods.learned import learned
 
 __all__ = [
     "AverageFusion",
@@ -36,7 +37,11 @@ METHODS: dict[str, tuple[Callable[..., nn.Module], str]] = {
     "weighted": (WeightedAverageFusion, "global average weighted by each source's contrast"),
     "laplacian": (LaplacianPyramidFusion, "Laplacian pyramid, max-abs details, mean base"),
     "gff": (GuidedFilterFusion, "guided-filtering fusion (Li, Kang and Hu, TIP 2013)"),
+    "densefuse": (learned("densefuse"), "DenseFuse autoencoder, l1-norm strategy (Li and Wu, TIP 2019)"),
+    "ddcgan": (learned("ddcgan"), "DDcGAN generator (Ma et al., TIP 2020)"),
+    "swinfusion": (learned("swinfusion"), "SwinFusion transformer (Ma et al., JAS 2022)"),
 }
+LEARNED = ("densefuse", "ddcgan", "swinfusion")
 
 
 def available_methods() -> list[str]:
@@ -47,9 +52,16 @@ def available_methods() -> list[str]:
 def build_method(name: str, **kwargs) -> nn.Module:
     """Instantiate the fusion method ``name`` in eval mode.
 
+    Learned methods take ``ckpt`` (weight file or checkpoint; default ``weights/<name>.pt``), ``tile`` and
+    ``overlap`` (see :func:`fusion.models.tiled_forward`); classical ones take none of these.
+
     Raises:
         RgbtError: unknown name (the message lists the known ones).
     """
     if name not in METHODS:
         raise RgbtError(f"unknown method '{name}'; choose one of: {', '.join(METHODS)}")
+    if name not in LEARNED and kwargs.get("ckpt"):
+        raise RgbtError(f"--ckpt applies to learned methods ({', '.join(LEARNED)}), not {name}")
+    if name not in LEARNED:
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("ckpt", "tile", "overlap")}
     return METHODS[name][0](**kwargs).eval()

@@ -1,0 +1,104 @@
+"""DenseFuse: a deep image fusion network for infrared and visible images.
+
+Li and Wu, "DenseFuse: A Fusion Approach to Infrared and Visible Images", IEEE TIP 28(5), 2019.
+
+Encoder: 3x3 conv 1->16, then a dense block of three 3x3 convs (16->16, 32->16, 48->16) whose inputs are the
+concatenation of every earlier output: 64 channels. Decoder: 3x3 convs 64->64->32->16->1. Every conv uses
+reflection padding and ReLU except the last (a known bug in one port applies ReLU there). 74,193 parameters
+(encoder 14,032 + decoder 60,161), as in the paper.
+
+Stage 1 trains the autoencoder to reconstruct single grey images (``reconstruct``); stage 2 fuses the two
+encodings with a fixed strategy and decodes (``forward``): ``"mean"`` / ``"sum"`` (the paper's addition) or
+``"l1"`` (per-pixel weights from the l1-norm of each feature vector, averaged over a 3x3 window).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fusion.models._util import clamp01
+
+STRATEGIES = ("mean", "sum", "l1")
+
+
+def _conv(cin: int, cout: int, relu: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3)]
+    if relu:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class DenseEncoder(nn.Module):
+    """(B, 1, H, W) -> (B, 64, H, W) features."""
+
+    def __init__(self, growth: int = 16, layers: int = 3):
+        super().__init__()
+        self.conv1 = _conv(1, growth)
+        self.dense = nn.ModuleList(_conv(growth * (i + 1), growth) for i in range(layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        for conv in self.dense:
+            x = torch.cat([x, conv(x)], 1)  # dense connection: every output sees all earlier ones
+        return x
+
+
+class DenseDecoder(nn.Module):
+    """(B, 64, H, W) features -> (B, 1, H, W) image (not clamped: the reconstruction loss sees raw values)."""
+
+    def __init__(self, channels: tuple[int, ...] = (64, 64, 32, 16)):
+        super().__init__()
+        convs = [_conv(a, b) for a, b in zip(channels[:-1], channels[1:], strict=True)]
+        self.body = nn.Sequential(*convs, _conv(channels[-1], 1, relu=False))
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.body(f)
+
+
+def fuse_features(f_vis: torch.Tensor, f_ir: torch.Tensor, strategy: str = "l1") -> torch.Tensor:
+    """Combine two (B, C, H, W) encodings by DenseFuse's addition or l1-norm strategy."""
+    if strategy == "mean":
+        return (f_vis + f_ir) / 2
+    if strategy == "sum":
+        return f_vis + f_ir
+    if strategy == "l1":
+        # activity = l1-norm over channels, smoothed by a 3x3 block average (the paper's r = 1)
+        act = torch.stack([f_vis.abs().sum(1, keepdim=True), f_ir.abs().sum(1, keepdim=True)])  # (2, B, 1, H, W)
+        act = F.avg_pool2d(act.flatten(0, 1), 3, 1, 1, count_include_pad=False).view_as(act)
+        w = act / act.sum(0).clamp_min(1e-12)
+        w = torch.where(act.sum(0) > 0, w, torch.full_like(w, 0.5))  # both silent: average
+        return w[0] * f_vis + w[1] * f_ir
+    raise ValueError(f"DenseFuse strategy must be one of {STRATEGIES}, got {strategy!r}")
+
+
+class DenseFuse(nn.Module):
+    """DenseFuse autoencoder with a fixed feature-fusion strategy.
+
+    Args:
+        strategy: ``"l1"``, ``"mean"`` or ``"sum"`` (see :func:`fuse_features`); changeable after training.
+
+    Shape:
+        ``forward(vis, ir)``: (B, 1, H, W) x 2 in [0, 1] -> (B, 1, H, W) in [0, 1], any H, W >= 2.
+    """
+
+    name = "densefuse"
+
+    def __init__(self, strategy: str = "l1"):
+        super().__init__()
+        if strategy not in STRATEGIES:
+            raise ValueError(f"DenseFuse strategy must be one of {STRATEGIES}, got {strategy!r}")
+        self.strategy = strategy
+        self.config = {"strategy": strategy}
+        self.encoder = DenseEncoder()
+        self.decoder = DenseDecoder()
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Stage 1: encode and decode one image; (B, 1, H, W) -> (B, 1, H, W), unclamped."""
+        return self.decoder(self.encoder(x))
+
+    def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+        b = vis.shape[0]
+        f = self.encoder(torch.cat([vis, ir]))  # one pass over both sources
+        return clamp01(self.decoder(fuse_features(f[:b], f[b:], self.strategy)))
