@@ -28,7 +28,7 @@ def cmd_fuse(a: argparse.Namespace) -> None:
     from fusion.io import Norm16
     from fusion.methods import build_method
 
-    model = build_method(a.method)
+    model = build_method(a.method, ckpt=a.ckpt, tile=a.tile)
     pairs = find_pairs(a.ir, a.vis)
     norm = Norm16.parse(a.norm16) if a.norm16 else None
     rep = fuse_pairs(
@@ -164,6 +164,19 @@ def cmd_methods(a: argparse.Namespace) -> None:
         print(f"{name:12s} {desc}")
 
 
+def cmd_export(a: argparse.Namespace) -> None:
+    from fusion.models import load_model, save_weights
+
+    if os.path.exists(a.out) and not a.overwrite:
+        raise RgbtError(f"{a.out} exists; pass --overwrite to replace it")
+    model = load_model(a.ckpt)
+    meta = dict(kv.split("=", 1) for kv in a.meta or [])
+    print(f"{model.name}: wrote {save_weights(model, a.out, meta | {'source': os.path.basename(a.ckpt)})}")
+
+
+TRAIN_COMMANDS = ("fit", "validate", "test")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rgbt", description="RGB-thermal image fusion toolkit")
     sub = p.add_subparsers(dest="command", required=True)
@@ -177,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: GPU if present)")
     f.add_argument("--norm16", help="scaling of 16-bit inputs: fixed, fixed:LO:HI, minmax, percentile:LO:HI")
     f.add_argument("--bits", type=int, choices=(8, 16), default=8, help="PNG bit depth of the output")
+    f.add_argument("--ckpt", help="learned methods: weight file or rgbt fit checkpoint (default weights/<method>.pt)")
+    f.add_argument(
+        "--tile", type=int, default=1024, help="learned methods: fuse larger images in tiles of this side (0: never)"
+    )
     f.set_defaults(func=cmd_fuse)
 
     e = sub.add_parser("evaluate", help="score fused images against their sources")
@@ -248,12 +265,33 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true")
     r.set_defaults(func=cmd_register)
 
+    x = sub.add_parser("export", help="write a checkpoint's network as a small weight file for rgbt fuse")
+    x.add_argument("--ckpt", required=True, help="checkpoint written by rgbt fit")
+    x.add_argument("--out", required=True, help="weight file to write, e.g. weights/swinfusion.pt")
+    x.add_argument("--meta", nargs="*", help="KEY=VALUE notes stored in the file (data, steps, command)")
+    x.add_argument("--overwrite", action="store_true")
+    x.set_defaults(func=cmd_export)
+    for name in TRAIN_COMMANDS:  # parsed by LightningCLI, listed here for --help
+        sub.add_parser(
+            name, help=f"{name} a fusion network: rgbt {name} --config experiments/<model>.yaml", add_help=False
+        )
+
     m = sub.add_parser("methods", help="list the fusion methods")
     m.set_defaults(func=cmd_methods)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in TRAIN_COMMANDS:  # LightningCLI owns these arguments
+        from fusion.train.cli import main as train_main
+
+        try:
+            train_main(list(argv))
+        except RgbtError as e:
+            print(f"rgbt {argv[0]}: error: {e}", file=sys.stderr)
+            return RgbtError.exit_code
+        return 0
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -266,15 +266,24 @@ class FusionDataModule(pl.LightningDataModule):
         self.val_set = PairDataset(pairs, vis_grey=True)
 
     def train_dataloader(self) -> DataLoader:
-        self.train_set.set_epoch(self.trainer.current_epoch if self.trainer else 0)
-        g = torch.Generator().manual_seed(self.hparams.seed + (self.trainer.current_epoch if self.trainer else 0))
-        return DataLoader(
+        from fusion.sampling import ResumableLoader, ResumableSampler
+
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1 and trainer._accelerator_connector.use_distributed_sampler:
+            raise RgbtError("multi-process training shards its own data: set trainer.use_distributed_sampler: false")
+        sampler = ResumableSampler(len(self.train_set), self.hparams.seed, on_epoch=self.train_set.set_epoch)
+        sampler.set_epoch(trainer.current_epoch if trainer else 0)
+
+        def progress() -> int:  # batches of this epoch the training loop has processed (prefetch runs ahead)
+            return trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer else 0
+
+        return ResumableLoader(
             self.train_set,
+            sampler,
+            progress,
             batch_size=self.hparams.batch_size,
-            shuffle=True,
-            generator=g,
             num_workers=self.hparams.num_workers,
-            drop_last=True,
+            persistent_workers=False,
         )
 
     def val_dataloader(self) -> DataLoader:

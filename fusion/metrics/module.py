@@ -25,10 +25,9 @@ class FusionMetric(Metric):
         if name not in metric_names(convention, extra=True):
             raise ValueError(f"unknown metric {name} for convention {convention}")
         self.name, self.convention = name, convention
-        # torchmetrics keeps higher_is_better as a class constant: set it on a per-metric subclass.
-        self.__class__ = type(
-            f"FusionMetric_{name}", (FusionMetric,), {"higher_is_better": higher_is_better(name, convention)}
-        )
+        # torchmetrics keeps higher_is_better as a class constant: pick one of two module-level subclasses
+        # (module-level so that the metric pickles, as DDP spawn requires)
+        self.__class__ = HigherIsBetter if higher_is_better(name, convention) else LowerIsBetter
         self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
@@ -39,6 +38,14 @@ class FusionMetric(Metric):
 
     def compute(self) -> torch.Tensor:
         return self.total / self.count.clamp_min(1)
+
+
+class HigherIsBetter(FusionMetric):
+    higher_is_better = True
+
+
+class LowerIsBetter(FusionMetric):
+    higher_is_better = False
 
 
 def fusion_metrics(names: list[str] | None = None, convention: str = "standard", prefix: str = "val/"):

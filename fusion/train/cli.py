@@ -1,0 +1,76 @@
+"""``rgbt fit|validate|test --config experiments/<model>.yaml``: LightningCLI over the fusion modules.
+
+The YAML names the LightningModule and the network by ``class_path`` (see ``experiments/``); any key can be
+overridden on the command line (``--trainer.max_steps 2000``, ``--data.batch_size 4``). Resume a run with
+``--ckpt_path <run>/checkpoints/last.ckpt``. Unless the config names loggers, every run logs to a CSV file and to
+Weights & Biases, offline unless ``WANDB_MODE=online`` (``wandb sync`` uploads an offline run later;
+``WANDB_MODE=disabled`` turns it off).
+
+Several GPUs or nodes need configuration only: ``--trainer.devices 4 --trainer.strategy ddp`` (add
+``--trainer.num_nodes N`` and launch on every node with torchrun or SLURM). The training data shard themselves
+across processes (``trainer.use_distributed_sampler: false``, set in every config).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from fusion.errors import RgbtError
+
+DEFAULT_RUNS = "runs"
+
+
+def _default_loggers(root: str) -> list:
+    """CSV logs and a W&B run (offline unless ``WANDB_MODE=online``), both under the run's folder."""
+    from pytorch_lightning.loggers import CSVLogger, WandbLogger
+
+    loggers = [CSVLogger(root, name="logs")]
+    mode = os.environ.get("WANDB_MODE", "offline")
+    if mode != "disabled":
+        name = os.path.basename(os.path.normpath(root))
+        loggers.append(WandbLogger(project="rgbt-fusion", name=name, save_dir=root, offline=mode != "online"))
+    return loggers
+
+
+def make_cli(args: list[str], run: bool = True):
+    """Build (and by default run) the LightningCLI on ``args`` (``["fit", "--config", ...]``)."""
+    os.environ.setdefault("WANDB_MODE", "offline")  # never reach for an account unless asked
+    from pytorch_lightning import LightningModule
+    from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+
+    from fusion.data import FusionDataModule
+
+    class FusionCLI(LightningCLI):
+        def _instantiate_trainer(self, config: dict, callbacks: list):
+            if config.get("logger") in (None, True):  # the config names no logger: CSV + W&B
+                config["logger"] = _default_loggers(config.get("default_root_dir") or DEFAULT_RUNS)
+            return super()._instantiate_trainer(config, callbacks)
+
+    class _SaveConfig(SaveConfigCallback):  # rerunning into the same folder must not fail on config.yaml
+        def __init__(self, *a, **k):
+            super().__init__(*a, **{**k, "overwrite": True})
+
+    sys.argv = sys.argv[:1]  # LightningCLI reads args only (it warns when sys.argv holds them too)
+    return FusionCLI(
+        LightningModule,
+        FusionDataModule,
+        subclass_mode_model=True,
+        save_config_callback=_SaveConfig,
+        args=args,
+        run=run,
+        auto_configure_optimizers=False,
+    )
+
+
+def main(args: list[str]) -> None:
+    """Entry point for ``rgbt fit|validate|test``; config mistakes become one line."""
+    try:
+        make_cli(args)
+    except SystemExit as e:  # jsonargparse reports config errors by exiting 2 after printing them
+        if e.code not in (0, None):
+            raise RgbtError(f"rgbt {args[0]}: invalid arguments or config (see the message above)") from None
+        raise
+    except FileNotFoundError as e:
+        raise RgbtError(f"{e.filename}: no such file") from None
+    sys.stdout.flush()

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The CPU training runs that produced weights/*.pt (2-core machine, no GPU lent). Each run is bounded by wall
+# time; validation is left to `rgbt evaluate` on the full test sets afterwards (see weights/README.md).
+set -euo pipefail
+export WANDB_MODE=${WANDB_MODE:-offline}
+common=(--trainer.limit_val_batches 0 --trainer.num_sanity_val_steps 0 --trainer.enable_progress_bar false
+        --trainer.log_every_n_steps 5 --data.num_workers 1)
+
+rgbt fit --config experiments/densefuse.yaml "${common[@]}" --trainer.max_time 00:00:08:00 \
+  --trainer.callbacks.init_args.every_n_train_steps 20
+rgbt export --ckpt runs/densefuse/last.ckpt --out weights/densefuse.pt --overwrite \
+  --meta data=roadscene/train command="scripts/train_cpu.sh (densefuse)"
+
+rgbt fit --config experiments/swinfusion.yaml "${common[@]}" --trainer.max_time 00:00:25:00 \
+  --trainer.callbacks.init_args.every_n_train_steps 10 \
+  --data.patch_size 64 --data.batch_size 4 --model.init_args.lr 2.0e-4
+rgbt export --ckpt runs/swinfusion/last.ckpt --out weights/swinfusion.pt --overwrite \
+  --meta data=roadscene/train command="scripts/train_cpu.sh (swinfusion)"
+
+rgbt fit --config experiments/ddcgan.yaml "${common[@]}" --trainer.max_time 00:00:15:00 \
+  --trainer.callbacks.init_args.every_n_train_steps 10 \
+  --data.batch_size 8 --model.init_args.content_warmup 60
+rgbt export --ckpt runs/ddcgan/last.ckpt --out weights/ddcgan.pt --overwrite \
+  --meta data=roadscene/train command="scripts/train_cpu.sh (ddcgan)"
