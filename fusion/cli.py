@@ -71,7 +71,11 @@ def cmd_demo(a: argparse.Namespace) -> None:
     cfg = DemoConfig.from_yaml(a.config) if a.config else DemoConfig()
     if a.limit:
         cfg.limit = a.limit
-    timed_demo(cfg, a.out, a.data)
+    if a.methods:
+        from fusion.methods import available_methods
+
+        cfg.methods = available_methods() if a.methods == "all" else [m.strip() for m in a.methods.split(",")]
+    timed_demo(cfg, a.out, a.data, _device(a.device))
 
 
 def cmd_calibrate(a: argparse.Namespace) -> None:
@@ -221,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     d.add_argument("--config", help="YAML demo settings (see experiments/demo.yaml)")
     d.add_argument("--limit", type=int, help="at most this many pairs per dataset")
+    d.add_argument("--methods", help="comma-separated methods, or 'all' (default: those fast on a CPU)")
+    d.add_argument("--device", default="auto", help="cpu, cuda ... (default: GPU if present)")
     d.set_defaults(func=cmd_demo)
 
     c = sub.add_parser("calibrate", help="calibrate one camera or a stereo pair from board images")

@@ -218,7 +218,7 @@ class SwinFusion(nn.Module):
         self.embed_norm = nn.LayerNorm(d)  # the official PatchEmbed norm, shared by every stage
 
         def dpr(n: int) -> list[float]:
-            return torch.linspace(0, drop_path, n).tolist()
+            return [drop_path * i / max(n - 1, 1) for i in range(n)]  # linspace, kept off any device
 
         self.extract = nn.ModuleList(
             _blocks(extract_depth, d, heads, window, mlp_ratio, dpr(extract_depth)) for _ in "ab"

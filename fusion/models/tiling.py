@@ -9,6 +9,7 @@ exactly; for transformers it equals it away from the seams, where windows see le
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -35,12 +36,23 @@ def tiled_forward(model: nn.Module, vis: torch.Tensor, ir: torch.Tensor, tile: i
     return out
 
 
+MIN_SIDE = 16
+
+
 class Tiled(nn.Module):
-    """Wrap a fusion model so that inputs larger than ``tile`` go through :func:`tiled_forward`."""
+    """Wrap a fusion model so that inputs larger than ``tile`` go through :func:`tiled_forward`.
+
+    Inputs with a side under 16 pixels are edge-padded first (reflection padding, which the networks use,
+    needs more pixels than it pads) and the output is cropped back.
+    """
 
     def __init__(self, model: nn.Module, tile: int = 512, overlap: int = 32):
         super().__init__()
         self.model, self.tile, self.overlap = model, tile, overlap
 
     def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-        return tiled_forward(self.model, vis, ir, self.tile, self.overlap)
+        H, W = vis.shape[-2:]
+        ph, pw = max(MIN_SIDE - H, 0), max(MIN_SIDE - W, 0)
+        if ph or pw:
+            vis, ir = (F.pad(x, (0, pw, 0, ph), mode="replicate") for x in (vis, ir))
+        return tiled_forward(self.model, vis, ir, self.tile, self.overlap)[..., :H, :W]
