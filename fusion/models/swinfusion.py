@@ -95,22 +95,17 @@ class WindowAttention(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, mask: torch.Tensor | None = None):
         b, nw, n, c = x.shape
         hd = c // self.heads
+        # q, k, v stay strided views (B*nW, h, N, hd) of the projections: SDPA reads them without copies
         if self.cross:
-            q = self.q(x).view(b, nw, n, self.heads, hd).transpose(2, 3)
-            k, v = self.kv(y).view(b, nw, n, 2, self.heads, hd).permute(3, 0, 1, 4, 2, 5)
+            q = self.q(x).view(b * nw, n, self.heads, hd).transpose(1, 2)
+            k, v = self.kv(y).view(b * nw, n, 2, self.heads, hd).permute(2, 0, 3, 1, 4)
         else:
-            q, k, v = self.qkv(x).view(b, nw, n, 3, self.heads, hd).permute(3, 0, 1, 4, 2, 5)  # (B, nW, h, N, hd)
-        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        bias = self.relative_position_bias_table[self.relative_position_index].permute(2, 0, 1)  # (h, N, N)
-        # SDPA takes its fast CPU path only for 4-D inputs whose mask broadcasts: unshifted windows fold into
-        # the batch (one bias for all), shifted ones fold windows into the heads (bias + mask per window).
-        if mask is None:
-            shape, bias = (b * nw, self.heads, n, hd), bias[None]
-        else:
-            shape, bias = (b, nw * self.heads, n, hd), (mask[:, None] + bias).reshape(1, nw * self.heads, n, n)
-        out = F.scaled_dot_product_attention(q.view(shape), k.view(shape), v.view(shape), attn_mask=bias.to(q.dtype))
-        out = out.view(b, nw, self.heads, n, hd)
-        return self.proj(out.transpose(2, 3).reshape(b, nw, n, c))
+            q, k, v = self.qkv(x).view(b * nw, n, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
+        bias = self.relative_position_bias_table[self.relative_position_index].permute(2, 0, 1)[None]  # (1, h, N, N)
+        if mask is not None:  # one mask per window, repeated over the batch (a view when b == 1)
+            bias = (mask[:, None] + bias).expand(b, nw, self.heads, n, n).reshape(b * nw, self.heads, n, n)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))  # (B*nW, h, N, hd)
+        return self.proj(out.transpose(1, 2).reshape(b, nw, n, c))
 
 
 class Mlp(nn.Sequential):
