@@ -8,8 +8,8 @@ common=(--trainer.limit_val_batches 0 --trainer.num_sanity_val_steps 0 --trainer
 
 rgbt fit --config experiments/densefuse.yaml "${common[@]}" --trainer.max_time 00:00:08:00 \
   --trainer.callbacks.init_args.every_n_train_steps 20
-rgbt export --ckpt runs/densefuse/last.ckpt --out weights/densefuse.pt --overwrite \
-  --meta data=roadscene/train command="scripts/train_cpu.sh (densefuse)"
+rgbt export --ckpt runs/densefuse/last.ckpt --out weights/densefuse_stage1.pt --overwrite \
+  --meta data=roadscene/train command="scripts/train_cpu.sh (densefuse stage 1)"
 
 rgbt fit --config experiments/swinfusion.yaml "${common[@]}" --trainer.max_time 00:00:25:00 \
   --trainer.callbacks.init_args.every_n_train_steps 10 \
@@ -22,3 +22,9 @@ rgbt fit --config experiments/ddcgan.yaml "${common[@]}" --trainer.max_time 00:0
   --data.batch_size 8 --model.init_args.content_warmup 60
 rgbt export --ckpt runs/ddcgan/last.ckpt --out weights/ddcgan.pt --overwrite \
   --meta data=roadscene/train command="scripts/train_cpu.sh (ddcgan)"
+
+# DenseFuse stage 2: fine-tune the decoder on fused features (init: weights/densefuse_stage1.pt)
+rgbt fit --config experiments/densefuse_decoder.yaml "${common[@]}" --trainer.max_time 00:00:06:00 \
+  --trainer.callbacks.init_args.every_n_train_steps 10
+rgbt export --ckpt runs/densefuse_decoder/last.ckpt --out weights/densefuse.pt --overwrite \
+  --meta data=roadscene/train command="scripts/train_cpu.sh (densefuse stage 1 + decoder)"

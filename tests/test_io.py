@@ -98,3 +98,14 @@ def test_to_uint_and_grey():
     assert to_uint(torch.tensor([[[0.0, 0.5, 1.0]]])).tolist() == [[0, 128, 255]]
     rgb = torch.rand(2, 3, 4, 4)
     assert torch.allclose(rgb_to_grey(rgb), 0.299 * rgb[:, :1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:])
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    from fusion.io import atomic_write_bytes
+
+    atomic_write_bytes(tmp_path / "out.bin", b"data")
+    mode = stat.S_IMODE(os.stat(tmp_path / "out.bin").st_mode)
+    assert mode & stat.S_IRGRP and mode & stat.S_IROTH  # readable by others, as files written normally are

@@ -61,9 +61,13 @@ def test_parameter_counts_match_the_papers():
 
 def test_swinfusion_full_width_runs_on_a_small_odd_image():
     m = SwinFusion().eval()
+    vis, ir = torch.rand(1, 1, 19, 27), torch.rand(1, 1, 19, 27)
     with torch.no_grad():
-        out = m(torch.rand(1, 1, 19, 27), torch.rand(1, 1, 19, 27))
+        out = m(vis, ir)
+        again = m(vis, ir)  # second call uses the cached attention bias
     assert out.shape == (1, 1, 19, 27) and torch.isfinite(out).all()
+    assert torch.equal(out, again)
+    assert torch.allclose(m(vis, ir), out, atol=1e-6)  # with grad: bias rebuilt, same result
 
 
 def test_window_helpers_round_trip_and_mask():

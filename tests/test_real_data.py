@@ -46,5 +46,7 @@ def test_demo_on_real_data(shared_data, tmp_path, capsys):
     fig = cv2.imread(str(out / "comparison.png"))
     assert fig is not None and fig.shape[0] > 3 * 180 and fig.shape[1] > 7 * 100
     rows = list(csv.DictReader((out / "metrics.csv").open()))
-    assert len(rows) == 3 * 2 * len(DemoConfig().methods) * len(DemoConfig().metrics)  # datasets x pairs x methods x metrics
+    assert len(rows) == 3 * 2 * len(DemoConfig().methods) * len(
+        DemoConfig().metrics
+    )  # datasets x pairs x methods x metrics
     assert {r["convention"] for r in rows} == {"standard"}

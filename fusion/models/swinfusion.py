@@ -91,6 +91,25 @@ class WindowAttention(nn.Module):
         else:
             self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
+        self._cache: tuple | None = None
+
+    def _bias(self, mask: torch.Tensor | None, b: int) -> torch.Tensor:
+        """Position bias (+ shift mask) for SDPA: (1, h, N, N) or (B*nW, h, N, N).
+
+        At inference (no grad) the result is cached until the table or the mask changes: building the masked
+        bias costs about as much as the attention itself on a CPU.
+        """
+        table = self.relative_position_bias_table
+        key = (b, table._version, None if mask is None else (mask.data_ptr(), tuple(mask.shape), mask.device))
+        if not torch.is_grad_enabled() and self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        n = self.relative_position_index.shape[0]
+        bias = table[self.relative_position_index].permute(2, 0, 1)[None]  # (1, h, N, N)
+        if mask is not None:  # one mask per window, repeated over the batch (a view when b == 1)
+            nw = mask.shape[0]
+            bias = (mask[:, None] + bias).expand(b, nw, self.heads, n, n).reshape(b * nw, self.heads, n, n)
+        self._cache = None if torch.is_grad_enabled() else (key, bias)
+        return bias
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, mask: torch.Tensor | None = None):
         b, nw, n, c = x.shape
@@ -101,10 +120,7 @@ class WindowAttention(nn.Module):
             k, v = self.kv(y).view(b * nw, n, 2, self.heads, hd).permute(2, 0, 3, 1, 4)
         else:
             q, k, v = self.qkv(x).view(b * nw, n, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
-        bias = self.relative_position_bias_table[self.relative_position_index].permute(2, 0, 1)[None]  # (1, h, N, N)
-        if mask is not None:  # one mask per window, repeated over the batch (a view when b == 1)
-            bias = (mask[:, None] + bias).expand(b, nw, self.heads, n, n).reshape(b * nw, self.heads, n, n)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))  # (B*nW, h, N, hd)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self._bias(mask, b).to(q.dtype))  # (B*nW, h, N, hd)
         return self.proj(out.transpose(1, 2).reshape(b, nw, n, c))
 
 
