@@ -16,7 +16,6 @@ from fusion.fuse import fuse_pairs
 from fusion.io import read_image
 from fusion.methods import available_methods, build_method
 
-
 SLOW_ON_CPU = ("ddcgan", "swinfusion")
 
 
