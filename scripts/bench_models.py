@@ -2,6 +2,7 @@
 
     python scripts/bench_models.py                      # every model, 640x480, CPU (and GPU when present)
     python scripts/bench_models.py --models densefuse --size 1024x768 --repeats 5
+    python scripts/bench_models.py --models densefuse --size 4096x3072 --tile 1024 --repeats 1   # large images
 
 FLOPs come from torch's flop counter (2 per multiply-add, attention included) on the meta device. Each
 (model, device) runs in its own process so that peak memory is that model's alone: the process's maximum
@@ -39,10 +40,13 @@ def flops(name: str, h: int, w: int) -> float:
     return fc.get_total_flops()
 
 
-def run_one(name: str, device: str, h: int, w: int, repeats: int) -> dict:
-    """Time one model on one device (called in a fresh process)."""
+def run_one(name: str, device: str, h: int, w: int, repeats: int, tile: int = 0) -> dict:
+    """Time one model on one device (called in a fresh process); ``tile`` > 0 fuses in tiles of that side."""
+    from fusion.models import Tiled
+
     torch.manual_seed(0)
     model = build(name).to(device)
+    model = Tiled(model, tile) if tile else model
     vis, ir = torch.rand(1, 1, h, w, device=device), torch.rand(1, 1, h, w, device=device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times = []
@@ -69,16 +73,18 @@ def main() -> None:
     p.add_argument("--size", default="640x480", help="WIDTHxHEIGHT of the test pair")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per model (median reported)")
     p.add_argument("--devices", default="auto", help="cpu, cuda or cpu,cuda (auto: cuda too when present)")
+    p.add_argument("--tile", type=int, default=0, help="fuse in tiles of this side (0: whole image), e.g. 1024")
     p.add_argument("--one", nargs=2, metavar=("MODEL", "DEVICE"), help=argparse.SUPPRESS)
     a = p.parse_args()
     w, h = (int(v) for v in a.size.lower().split("x"))
     if a.one:
-        print(json.dumps(run_one(a.one[0], a.one[1], h, w, a.repeats)))
+        print(json.dumps(run_one(a.one[0], a.one[1], h, w, a.repeats, a.tile)))
         return
     devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     if a.devices != "auto":
         devices = a.devices.split(",")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {w}x{h} grey pair, batch 1")
+    tiling = f", tiles of {a.tile} px (32 px context)" if a.tile else ""
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {w}x{h} grey pair, batch 1{tiling}")
     if "cuda" in devices:
         print(f"GPU: {torch.cuda.get_device_name()}")
     cols = "".join(f" | {d} ms | {d} peak GiB" for d in devices)
@@ -89,6 +95,7 @@ def main() -> None:
         row = f"| {name} | {params:,} | {flops(name, h, w) / 1e9:.0f}"
         for d in devices:
             cmd = [sys.executable, __file__, "--one", name, d, "--size", a.size, "--repeats", str(a.repeats)]
+            cmd += ["--tile", str(a.tile)]
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode:
                 row += " | failed | " + out.stderr.strip().splitlines()[-1][:40]
