@@ -23,6 +23,8 @@ float mask, which is much faster on CPU than the explicit softmax of the officia
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,6 +46,7 @@ def window_reverse(x: torch.Tensor, w: int, h: int, wd: int) -> torch.Tensor:
     return x.reshape(b, h, wd, c)
 
 
+@functools.lru_cache(maxsize=4)  # shared by every block: one mask per (size, device), not one per block
 def shift_mask(h: int, w: int, win: int, shift: int, device: torch.device) -> torch.Tensor:
     """(nW, N, N) additive mask: -100 between tokens that the cyclic shift brought from different regions."""
     img = torch.zeros(1, h, w, 1, device=device)
@@ -94,22 +97,21 @@ class WindowAttention(nn.Module):
         self._cache: tuple | None = None
 
     def _bias(self, mask: torch.Tensor | None, b: int) -> torch.Tensor:
-        """Position bias (+ shift mask) for SDPA: (1, h, N, N) or (B*nW, h, N, N).
+        """Position bias (+ shift mask) for SDPA: (1, h, N, N), or (B*nW, h, N, N) with a mask.
 
-        At inference (no grad) the result is cached until the table or the mask changes: building the masked
-        bias costs about as much as the attention itself on a CPU.
+        At inference (no grad) the small unmasked bias is cached until the table changes; the masked one is
+        rebuilt per call, since caching it would hold hundreds of MB per block on large images.
         """
         table = self.relative_position_bias_table
-        key = (b, table._version, None if mask is None else (mask.data_ptr(), tuple(mask.shape), mask.device))
-        if not torch.is_grad_enabled() and self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
-        n = self.relative_position_index.shape[0]
-        bias = table[self.relative_position_index].permute(2, 0, 1)[None]  # (1, h, N, N)
-        if mask is not None:  # one mask per window, repeated over the batch (a view when b == 1)
-            nw = mask.shape[0]
-            bias = (mask[:, None] + bias).expand(b, nw, self.heads, n, n).reshape(b * nw, self.heads, n, n)
-        self._cache = None if torch.is_grad_enabled() else (key, bias)
-        return bias
+        if not torch.is_grad_enabled() and self._cache is not None and self._cache[0] == table._version:
+            bias = self._cache[1]
+        else:
+            bias = table[self.relative_position_index].permute(2, 0, 1)[None]  # (1, h, N, N)
+            self._cache = None if torch.is_grad_enabled() else (table._version, bias)
+        if mask is None:
+            return bias
+        nw, n = mask.shape[0], mask.shape[-1]  # one mask per window, repeated over the batch (a view when b == 1)
+        return (mask[:, None] + bias).expand(b, nw, self.heads, n, n).reshape(b * nw, self.heads, n, n)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, mask: torch.Tensor | None = None):
         b, nw, n, c = x.shape
@@ -143,15 +145,9 @@ class SwinBlock(nn.Module):
         self.norm2 = nn.ModuleList(nn.LayerNorm(dim) for _ in range(branches))
         self.mlp = nn.ModuleList(Mlp(dim, hidden) for _ in range(branches))
         self.drop_path = DropPath(drop_path)
-        self._masks: dict = {}
 
     def _mask(self, h: int, w: int, device: torch.device) -> torch.Tensor | None:
-        if self.shift == 0:
-            return None
-        key = (h, w, device)
-        if key not in self._masks:  # one per input size; sizes repeat in training and tiled inference
-            self._masks = {key: shift_mask(h, w, self.window, self.shift, device)}
-        return self._masks[key]
+        return shift_mask(h, w, self.window, self.shift, device) if self.shift else None
 
     def _windows(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         x = x.view(x.shape[0], h, w, -1)
