@@ -43,21 +43,63 @@ def _valid_rows(x: torch.Tensor, g: torch.Tensor, strip: int) -> torch.Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-2)
 
 
-def filter_valid(x: torch.Tensor, g: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def _depthwise_valid(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, stride: int) -> torch.Tensor:
+    """float32 'valid' separable filtering with per-channel 1-D windows ``rows``/``cols`` of shape (C, k).
+
+    oneDNN's depthwise convolution is fast for channel counts that are multiples of 8 and several times slower
+    for others (9 channels cost about as much as 40), so channels go in groups of 8 and a remainder above 4 is
+    zero-padded to 8.
+    """
+    c, k = rows.shape
+    outs = []
+    for i in range(0, c, 8):
+        xi, ri, ci = x[:, i : i + 8], rows[i : i + 8], cols[i : i + 8]
+        n = xi.shape[1]
+        if 4 < n < 8:
+            xi = F.pad(xi, (0, 0, 0, 0, 0, 8 - n))
+            ri, ci = F.pad(ri, (0, 0, 0, 8 - n)), F.pad(ci, (0, 0, 0, 8 - n))
+        m = xi.shape[1]
+        y = F.conv2d(xi, ri.reshape(m, 1, k, 1), stride=(stride, 1), groups=m)
+        outs.append(F.conv2d(y, ci.reshape(m, 1, 1, k), stride=(1, stride), groups=m)[:, :n])
+    return outs[0] if len(outs) == 1 else torch.cat(outs, 1)
+
+
+def filter_valid(x: torch.Tensor, g: torch.Tensor, dtype: torch.dtype = torch.float64, stride: int = 1) -> torch.Tensor:
     """Separable 'valid' filtering of every channel of (B, C, H, W) with the symmetric 1-D window ``g``.
 
     float64 (the default; the published conventions need it: float32 misses VIFB's fifth digit on some SSIM
     values) runs each pass as a banded matrix product over strips of rows (BLAS), about ten times faster on
-    CPU than a float64 depthwise convolution; float32 uses the depthwise convolution.
+    CPU than a float64 depthwise convolution; float32 uses the depthwise convolution. ``stride`` keeps every
+    stride-th output row and column (filter-and-downsample, computed directly in float32).
     """
     x, g = x.to(dtype), g.to(dtype)
-    if dtype == torch.float32:  # oneDNN's depthwise convolution is the fastest float32 path on CPU
-        c, k = x.shape[1], g.numel()
-        y = F.conv2d(x, g.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
-        return F.conv2d(y, g.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+    if dtype == torch.float32:
+        c = x.shape[1]
+        return _depthwise_valid(x, g.expand(c, -1), g.expand(c, -1), stride)
     strip = max(32, 4 * g.numel())
     y = _valid_rows(x, g, strip)
-    return _valid_rows(y.transpose(-1, -2), g, strip).transpose(-1, -2)
+    y = _valid_rows(y.transpose(-1, -2), g, strip).transpose(-1, -2)
+    return y if stride == 1 else y[..., ::stride, ::stride]
+
+
+def flat_windows(x: torch.Tensor, size: int, tol: float = 0.0) -> torch.Tensor:
+    """Boolean (B, C, H - size + 1, W - size + 1): whether each 'valid' size x size window of x is flat.
+
+    A window is flat when the absolute differences between neighbours inside it sum to at most ``tol``:
+    exact (tol 0) where a float32 moment filter cannot tell a flat window's variance (0) from its rounding.
+    The sums are box filters of non-negative maps, so a zero sum means every difference is zero.
+    """
+    c = x.shape[1]
+    x = x.float()
+    dh = F.pad((x[..., 1:] - x[..., :-1]).abs(), (0, 1))  # column pairs (j, j+1); last column 0
+    dv = F.pad((x[..., 1:, :] - x[..., :-1, :]).abs(), (0, 0, 0, 1))  # row pairs (i, i+1); last row 0
+    ones, inner = x.new_ones(size), x.new_ones(size)
+    inner[-1] = 0  # a window of `size` holds size - 1 neighbour pairs along the differenced axis
+    rows = torch.stack([ones, inner]).repeat(c, 1)  # per channel: dh uses all rows, dv size - 1 of them
+    cols = torch.stack([inner, ones]).repeat(c, 1)
+    d = torch.stack([dh, dv], 2).flatten(1, 2)  # (B, 2C, H, W), channel order dh0, dv0, dh1, dv1, ...
+    s = _depthwise_valid(d, rows, cols, 1)
+    return (s[:, 0::2] + s[:, 1::2]) <= tol
 
 
 def correlate3x3(x: torch.Tensor, kernel: tuple, padding: str = "zeros") -> torch.Tensor:

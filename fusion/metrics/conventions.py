@@ -76,12 +76,12 @@ STANDARD = Convention(
         "EI": (_f_only(gradient.edge_intensity), True),
         "MI": (partial(information.mutual_information, variant="standard"), True),
         "CE": (information.cross_entropy, False),
+        # float32 where the formula's constants dwarf its rounding (see docs/metrics.md): VIF, SSIM, MEF-SSIM, Qcb
         "SCD": (structural.scd, True),
         "CC": (structural.correlation, True),
-        "VIF": (structural.vif, True),
+        "VIF": (partial(structural.vif, dtype=torch.float32), True),
         "Qabf": (gradient.qabf, True),
         "Nabf": (gradient.nabf, False),
-        # float32 filtering where the formula's constants dwarf its rounding (see docs/metrics.md)
         "SSIM": (_ssim("wang", "mean", torch.float32), True),
         "MEF_SSIM": (partial(perceptual.mef_ssim, dtype=torch.float32), True),
         "Qcb": (partial(perceptual.qcb, dtype=torch.float32), True),

@@ -12,7 +12,15 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fusion.metrics._kernels import SOBEL_X, SOBEL_Y, correlate3x3, filter_valid, gaussian_window, round_half_up
+from fusion.metrics._kernels import (
+    SOBEL_X,
+    SOBEL_Y,
+    _depthwise_valid,
+    correlate3x3,
+    filter_valid,
+    gaussian_window,
+    round_half_up,
+)
 
 
 def _normalize255(x: torch.Tensor) -> torch.Tensor:
@@ -36,25 +44,38 @@ def _freq_filter(x: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
     return torch.fft.ifft2(torch.fft.fft2(x) * response)
 
 
-def _gauss_same_zero(z: torch.Tensor, sigma: float, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """``filter2(G, z, 'same')`` for the unnormalised 31x31 Gaussian of Chen-Blum (zero padding, complex z)."""
-    e = torch.exp(-(torch.arange(-15, 16, dtype=torch.float64, device=z.device) ** 2) / (2 * sigma * sigma))
-    n = z.shape[1]
-    parts = torch.cat([z.real, z.imag], dim=1)
-    out = filter_valid(F.pad(parts, (15, 15, 15, 15)), e, dtype).double() / (2 * math.pi * sigma * sigma)
-    return torch.complex(out[:, :n], out[:, n:])
+def _gauss_same_zero(parts: torch.Tensor, sigmas: tuple[float, ...], dtype: torch.dtype) -> list[torch.Tensor]:
+    """``filter2(G, z, 'same')`` of every channel for each unnormalised 31x31 Gaussian of Chen-Blum (zero
+    padding); all windows in one filtering pass (float32) or one pass each (float64)."""
+    x = torch.arange(-15, 16, dtype=torch.float64, device=parts.device)
+    gs = [torch.exp(-(x**2) / (2 * sg * sg)) / math.sqrt(2 * math.pi * sg * sg) for sg in sigmas]
+    padded = F.pad(parts, (15, 15, 15, 15))
+    if dtype == torch.float32:
+        c = parts.shape[1]
+        w = torch.cat([g.float().expand(c, -1) for g in gs])
+        out = _depthwise_valid(padded.float().repeat(1, len(gs), 1, 1), w, w, 1)
+        return list(out.split(c, 1))
+    return [filter_valid(padded, g) for g in gs]
 
 
 def qcb(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Qcb (Chen and Blum 2009): contrast preservation under a DoG contrast-sensitivity filter."""
+    """Qcb (Chen and Blum 2009): contrast preservation under a DoG contrast-sensitivity filter.
+
+    The published code filters in the complex domain; the contrast ``|G2 * Y / G4 * Y - 1|`` is computed here
+    from real and imaginary parts. ``dtype`` float32 runs the FFT and everything after it in single precision.
+    """
     f0, f1, amp, p, q, z = 15.3870, 1.3456, 0.7622, 3.0, 2.0, 1e-4
     h, w = f.shape[-2:]
     r = _radius(h, w, w / 30, h / 30, f.device)
-    sd = torch.exp(-((r / f0) ** 2)) - amp * torch.exp(-((r / f1) ** 2))
+    sd = (torch.exp(-((r / f0) ** 2)) - amp * torch.exp(-((r / f1) ** 2))).to(dtype)
 
-    # All three images in one batch of channels: one FFT and one pass per Gaussian.
-    y = _freq_filter(torch.cat([_normalize255(a), _normalize255(b), _normalize255(f)], 1), sd)
-    c = (_gauss_same_zero(y, 2.0, dtype) / _gauss_same_zero(y, 4.0, dtype) - 1).abs()
+    # All three images in one batch of channels: one FFT and one filtering pass for both Gaussians.
+    x = torch.cat([_normalize255(a), _normalize255(b), _normalize255(f)], 1).to(dtype)
+    y = torch.fft.ifft2(torch.fft.fft2(x) * sd)
+    g2, g4 = _gauss_same_zero(torch.cat([y.real, y.imag], 1), (2.0, 4.0), dtype)
+    n = x.shape[1]
+    dr, di = g2[:, :n] - g4[:, :n], g2[:, n:] - g4[:, n:]
+    c = torch.sqrt((dr * dr + di * di) / (g4[:, :n] ** 2 + g4[:, n:] ** 2))  # |g2 / g4 - 1|
     c = c**p / (c**q + z)
     ca, cb, cf = c[:, 0:1], c[:, 1:2], c[:, 2:3]
 
@@ -64,7 +85,7 @@ def qcb(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype = 
 
     den = ca * ca + cb * cb
     la = (ca * ca / den.where(den > 0, torch.ones_like(den))).where(den > 0, torch.full_like(den, 0.5))
-    return (la * preserve(ca) + (1 - la) * preserve(cb)).flatten(1).mean(1)
+    return (la * preserve(ca) + (1 - la) * preserve(cb)).flatten(1).mean(1, dtype=torch.float64)
 
 
 def _block_sum(x: torch.Tensor, size: int = 16) -> torch.Tensor:
@@ -111,7 +132,8 @@ def _mef_ssim_scale(
 
     The reference code builds, per 11x11 patch, a desired patch from the sources' normalised structures
     and compares it with the fused patch by SSIM; every patch statistic it needs is a windowed moment,
-    so the whole map comes from box and Gaussian filtering.
+    so the whole map comes from box and Gaussian filtering. The box moments are exact (float64 integral
+    images); with ``dtype`` float32 everything after them is computed in float32.
     """
     s = seq.shape[1]
     n = size * size
@@ -120,7 +142,7 @@ def _mef_ssim_scale(
     prods = torch.cat([seq[:, i : i + 1] * seq[:, j : j + 1] for i, j in pairs], 1)
     # Box moments from exact window sums: n * cov = sum(xy) - sum(x) sum(y) / n, exactly 0 on flat windows.
     sb = _box_sum(torch.cat([seq, prods], 1), size)
-    cov_box = {p: (sb[:, s + t] - sb[:, p[0]] * sb[:, p[1]] / n) / n for t, p in enumerate(pairs)}
+    cov_box = {p: ((sb[:, s + t] - sb[:, p[0]] * sb[:, p[1]] / n) / n).to(dtype) for t, p in enumerate(pairs)}
     ed = torch.stack([torch.sqrt((n * cov_box[(i, i)]).clamp_min(0)) + 0.001 for i in range(s)], 1)
     flat = torch.stack([cov_box[(i, i)] <= 0 for i in range(s)], 1)
     eps = torch.finfo(torch.float64).eps
@@ -128,7 +150,8 @@ def _mef_ssim_scale(
     num = torch.sqrt((n * var_sum).clamp_min(0)) + eps
     den = (ed - 0.001).sum(1) + eps
     ratio = (num / den).clamp(eps, 1 - eps)
-    p = torch.tan(math.pi / 2 * ratio).clamp(max=10)
+    # tan in float64: in float32, pi/2 rounds above pi/2 and tan turns negative
+    p = torch.tan(math.pi / 2 * ratio.double()).clamp(max=10).to(dtype)
     wmap = (ed / size) ** p[:, None] + eps
     wmap = wmap / wmap.sum(1, keepdim=True)
     c = (wmap / ed).masked_fill(flat, 0)  # desired patch = sum_k c_k (X_k - mu_k), before scaling
@@ -141,7 +164,7 @@ def _mef_ssim_scale(
     off = torch.cat([seq, fi], 1).mean(dim=(1, 2, 3), keepdim=True)
     sc, fc = seq - off, fi - off
     gprods = torch.cat([sc[:, i : i + 1] * sc[:, j : j + 1] for i, j in pairs] + [sc * fc, fc * fc], 1)
-    mg = filter_valid(torch.cat([sc, fc, gprods], 1), gau, dtype).double()
+    mg = filter_valid(torch.cat([sc, fc, gprods], 1), gau, dtype)
     mu_g, mu_f = mg[:, :s], mg[:, s]
     cov_g = {p: mg[:, s + 1 + t] - mu_g[:, p[0]] * mu_g[:, p[1]] for t, p in enumerate(pairs)}
     cov_xf = mg[:, s + 1 + len(pairs) : 2 * s + 1 + len(pairs)] - mu_g * mu_f[:, None]
@@ -149,7 +172,7 @@ def _mef_ssim_scale(
     var_r = scale**2 * sum(c[:, i] * c[:, j] * cov_g[(min(i, j), max(i, j))] for i in range(s) for j in range(s))
     cov_rf = scale * (c * cov_xf).sum(1)
     cc = (k * 255) ** 2
-    return ((2 * cov_rf + cc) / (var_r + var_f + cc)).flatten(1).mean(1)
+    return ((2 * cov_rf + cc) / (var_r + var_f + cc)).flatten(1).mean(1, dtype=torch.float64)
 
 
 def mef_ssim(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fusion.metrics._kernels import filter_valid, gaussian_window
+from fusion.metrics._kernels import filter_valid, flat_windows, gaussian_window
 
 
 def ssim_pair(
@@ -56,27 +56,40 @@ def ssim_pair(
     return index(ma, m[:, 4:5], m[:, 6:7]), index(mb, m[:, 5:6], m[:, 7:8])
 
 
-def _vif_pair(ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+def _vif_pair(ref: torch.Tensor, dist: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Pixel-domain multiscale VIF (Sheikh and Bovik's ``vifp_mscale``) of (B, R, H, W) references against
-    one (B, 1, H, W) distorted image, all references in the same filtering passes; returns (B, R), float64."""
+    one (B, 1, H, W) distorted image, all references in the same filtering passes; returns (B, R), float64.
+
+    ``dtype`` float32 filters and combines the moments in float32 (faster on CPU). Its rounding would hide the
+    reference code's test for flat reference windows (variance below 1e-10), so those are found from neighbour
+    differences instead and their variance set to 0; data are centred first (moments are shift-invariant).
+    """
     sigma_nsq, eps = 2.0, 1e-10
     r = ref.shape[1]
     num = torch.zeros(ref.shape[0], r, dtype=torch.float64, device=ref.device)
     den = torch.zeros_like(num)
+    fast = dtype == torch.float32
+    if fast:
+        off = (ref.mean(dim=(1, 2, 3), keepdim=True) + dist.mean(dim=(1, 2, 3), keepdim=True)) / 2
+        ref, dist = (ref - off).float(), (dist - off).float()
     for scale in range(1, 5):
         n = 2 ** (4 - scale + 1) + 1
         g = gaussian_window(n, n / 5.0, device=ref.device)
         if scale > 1:
             if min(ref.shape[-2:]) < n:
                 break
-            rd = filter_valid(torch.cat([ref, dist], 1), g)
-            ref, dist = rd[:, :r, ::2, ::2], rd[:, r:, ::2, ::2]
+            rd = filter_valid(torch.cat([ref, dist], 1), g, dtype, stride=2)
+            ref, dist = rd[:, :r], rd[:, r:]
         if min(ref.shape[-2:]) < n:
             break
-        m = filter_valid(torch.cat([ref, dist, ref * ref, dist * dist, ref * dist], 1), g)
+        m = filter_valid(torch.cat([ref, dist, ref * ref, dist * dist, ref * dist], 1), g, dtype)
         mu1, mu2 = m[:, :r], m[:, r : r + 1]
         s1 = (m[:, r + 1 : 2 * r + 1] - mu1 * mu1).clamp_min(0)
-        s2 = (m[:, 2 * r + 1 : 2 * r + 2] - mu2 * mu2).clamp_min(0).expand_as(s1)
+        s2 = (m[:, 2 * r + 1 : 2 * r + 2] - mu2 * mu2).clamp_min(0)
+        if fast:  # tolerance far below one grey level: only windows flat up to float32 rounding
+            # (a flat distorted window needs no test: its variance's rounding only meets a zero gain)
+            s1 = s1.masked_fill(flat_windows(ref, n, tol=1e-3), 0)
+        s2 = s2.expand_as(s1)
         s12 = m[:, 2 * r + 2 :] - mu1 * mu2
         gain = s12 / (s1 + eps)
         sv = s2 - gain * s12
@@ -92,14 +105,17 @@ def _vif_pair(ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
         sv = torch.where(neg, s2, sv)
         gain = gain.masked_fill(neg, 0)
         sv = sv.clamp_min(eps)
-        num += torch.log10(1 + gain * gain * s1 / (sv + sigma_nsq)).flatten(2).sum(2)
-        den += torch.log10(1 + s1 / sigma_nsq).flatten(2).sum(2)
+        num += torch.log10(1 + gain * gain * s1 / (sv + sigma_nsq)).flatten(2).sum(2, dtype=torch.float64)
+        den += torch.log10(1 + s1 / sigma_nsq).flatten(2).sum(2, dtype=torch.float64)
     return num / den
 
 
-def vif(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, nan_to_one: bool = True) -> torch.Tensor:
-    """VIF(A, F) + VIF(B, F). A flat source gives 0/0; with ``nan_to_one`` that term is 1 (as cddfuse)."""
-    v = _vif_pair(torch.cat([a, b], 1), f)
+def vif(
+    f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, nan_to_one: bool = True, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """VIF(A, F) + VIF(B, F). A flat source gives 0/0; with ``nan_to_one`` that term is 1 (as cddfuse).
+    ``dtype`` float32 is the fast path of :func:`_vif_pair`."""
+    v = _vif_pair(torch.cat([a, b], 1), f, dtype)
     if nan_to_one:
         v = torch.nan_to_num(v, nan=1.0)
     return v.sum(1)
