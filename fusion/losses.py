@@ -150,23 +150,37 @@ def adversarial_loss(prob: torch.Tensor, real: bool, eps: float = 1e-8) -> torch
 
 
 class DDcGANLoss(nn.Module):
-    """Generator objective of DDcGAN: ``-log D_v(F) - log D_i(F) + content_weight * content``.
+    """Generator objective of DDcGAN: ``adv_weight * (-log D_v(F) - log D_i(F)) + content_weight * content``.
 
     ``forward(fused, vis, ir, p_vis, p_ir)`` takes the two discriminators' probabilities for the fused image and
-    returns ``{"adv_vis", "adv_ir", "int", "grad", "content", "total"}``.
+    returns ``{"adv_vis", "adv_ir", <content terms>, "content", "total"}``. The content term is the paper's
+    (:func:`ddcgan_content_loss`: intensity against IR, gradient against visible) unless ``content`` names another
+    objective such as :class:`FusionLoss`, the project's default, whose terms are then logged instead.
     """
 
-    def __init__(self, content_weight: float = 0.6, grad_weight: float = 1.2, adv_weight: float = 1.0):
+    def __init__(
+        self,
+        content_weight: float = 0.6,
+        grad_weight: float = 1.2,
+        adv_weight: float = 1.0,
+        content: nn.Module | None = None,
+    ):
         super().__init__()
         self.content_weight, self.grad_weight, self.adv_weight = content_weight, grad_weight, adv_weight
+        self.content = content
+
+    def content_terms(self, fused, vis, ir) -> dict[str, torch.Tensor]:
+        """The content objective alone (used for warm-up); its ``total`` is unweighted."""
+        if self.content is None:
+            return ddcgan_content_loss(fused, vis, ir, self.grad_weight)
+        return self.content(fused, vis, ir)
 
     def forward(self, fused, vis, ir, p_vis, p_ir) -> dict[str, torch.Tensor]:
-        c = ddcgan_content_loss(fused, vis, ir, self.grad_weight)
+        c = self.content_terms(fused, vis, ir)
         terms = {
             "adv_vis": adversarial_loss(p_vis, real=True),
             "adv_ir": adversarial_loss(p_ir, real=True),
-            "int": c["int"],
-            "grad": c["grad"],
+            **{k: v for k, v in c.items() if k != "total"},
             "content": c["total"],
         }
         terms["total"] = self.adv_weight * (terms["adv_vis"] + terms["adv_ir"]) + self.content_weight * c["total"]

@@ -115,3 +115,17 @@ def test_ddcgan_terms(imgs):
     assert torch.isclose(t["total"], t["adv_vis"] + t["adv_ir"] + 0.6 * t["content"])
     t["total"].backward()
     assert fused.grad.abs().sum() > 0
+
+
+def test_ddcgan_loss_with_the_default_objective(imgs):
+    vis, ir = imgs
+    fused = ((vis + ir) / 2).requires_grad_()
+    p = torch.full((2, 1), 0.3)
+    content = FusionLoss(w_int=20.0, w_grad=20.0, w_ssim=10.0)
+    t = DDcGANLoss(content_weight=1.0, adv_weight=0.1, content=content)(fused, vis, ir, p, p)
+    ref = content(fused, vis, ir)
+    assert {"int", "grad", "ssim", "content"} <= set(t)
+    assert torch.isclose(t["content"], ref["total"]) and torch.isclose(t["ssim"], ref["ssim"])
+    assert torch.isclose(t["total"], 0.1 * (t["adv_vis"] + t["adv_ir"]) + t["content"])
+    t["total"].backward()
+    assert fused.grad.abs().sum() > 0
