@@ -282,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=f"{name} a fusion network: rgbt {name} --config experiments/<model>.yaml", add_help=False
         )
 
+    sub.add_parser(
+        "detect", help="downstream detector: rgbt detect fit|test|predict|compare (see rgbt detect -h)", add_help=False
+    )
     m = sub.add_parser("methods", help="list the fusion methods")
     m.set_defaults(func=cmd_methods)
     return p
@@ -289,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "detect":  # downstream detection has its own sub-commands
+        from detection.cli import main as detect_main
+
+        return detect_main(list(argv[1:]))
     if argv and argv[0] in TRAIN_COMMANDS:  # LightningCLI owns these arguments
         from fusion.train.cli import main as train_main
 

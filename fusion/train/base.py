@@ -18,7 +18,8 @@ from fusion.models import model_spec, tiled_forward
 
 
 def log_panel(trainer: pl.Trainer | None, key: str, panel: torch.Tensor, step: int) -> None:
-    """Log a (1, 1, H, W) image in [0, 1] to every logger: W&B images, or PNGs under the logger's folder."""
+    """Log a (1, C, H, W) image in [0, 1] (C 1 or 3) to every logger: W&B images, or PNGs under the logger's
+    folder."""
     if trainer is None or not trainer.is_global_zero:
         return
     from pytorch_lightning.loggers import WandbLogger
@@ -27,7 +28,7 @@ def log_panel(trainer: pl.Trainer | None, key: str, panel: torch.Tensor, step: i
 
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
-            logger.log_image(key=key, images=[panel[0, 0].float().cpu().numpy()], step=step)
+            logger.log_image(key=key, images=[panel[0].float().cpu().permute(1, 2, 0).squeeze(-1).numpy()], step=step)
         elif getattr(logger, "log_dir", None):
             write_png(Path(logger.log_dir) / "panels" / f"{key.replace('/', '_')}_step{step:07d}.png", panel.cpu())
 

@@ -33,8 +33,9 @@ def _default_loggers(root: str) -> list:
     return loggers
 
 
-def make_cli(args: list[str], run: bool = True):
-    """Build (and by default run) the LightningCLI on ``args`` (``["fit", "--config", ...]``)."""
+def make_cli(args: list[str], run: bool = True, datamodule_class=None):
+    """Build (and by default run) the LightningCLI on ``args`` (``["fit", "--config", ...]``); the data module
+    class defaults to :class:`fusion.data.FusionDataModule` (detection passes its own)."""
     os.environ.setdefault("WANDB_MODE", "offline")  # never reach for an account unless asked
     from pytorch_lightning import LightningModule
     from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
@@ -54,7 +55,7 @@ def make_cli(args: list[str], run: bool = True):
     sys.argv = sys.argv[:1]  # LightningCLI reads args only (it warns when sys.argv holds them too)
     return FusionCLI(
         LightningModule,
-        FusionDataModule,
+        datamodule_class or FusionDataModule,
         subclass_mode_model=True,
         save_config_callback=_SaveConfig,
         args=args,
@@ -63,13 +64,13 @@ def make_cli(args: list[str], run: bool = True):
     )
 
 
-def main(args: list[str]) -> None:
+def main(args: list[str], datamodule_class=None, prog: str = "rgbt") -> None:
     """Entry point for ``rgbt fit|validate|test``; config mistakes become one line."""
     try:
-        make_cli(args)
+        make_cli(args, datamodule_class=datamodule_class)
     except SystemExit as e:  # jsonargparse reports config errors by exiting 2 after printing them
         if e.code not in (0, None):
-            raise RgbtError(f"rgbt {args[0]}: invalid arguments or config (see the message above)") from None
+            raise RgbtError(f"{prog} {args[0]}: invalid arguments or config (see the message above)") from None
         raise
     except FileNotFoundError as e:
         raise RgbtError(f"{e.filename}: no such file") from None
