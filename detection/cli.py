@@ -32,11 +32,25 @@ def cmd_compare(a: argparse.Namespace) -> None:
     unknown = [i for i in inputs if i not in ("ir", "vis", "fused", "early", "two_stream")]
     if unknown:
         raise RgbtError(f"unknown input '{unknown[0]}'; choose from ir, vis, fused, early, two_stream")
+    if (a.train_list is None) != (a.test_list is None):
+        raise RgbtError("--train-list and --test-list go together (one split); leave both out for k folds")
+    split = (a.train_list, a.test_list) if a.train_list else None
     rows, classes = compare(
-        root, inputs, methods, a.folds, r, out, a.labels, a.view, log=lambda s: print(s, file=sys.stderr)
+        root,
+        inputs,
+        methods,
+        a.folds,
+        r,
+        out,
+        a.labels,
+        a.view,
+        log=lambda s: print(s, file=sys.stderr),
+        seeds=a.seeds,
+        split=split,
     )
+    how = "the given train/test split" if split else f"{a.folds}-fold cross-validation"
     text = (
-        f"{summarise(rows, classes)}\n\n{root.name}: {a.folds}-fold cross-validation, mean ± std over folds; "
+        f"{summarise(rows, classes)}\n\n{root.name}: {how}, {a.seeds} seed(s), mean ± std over runs; "
         f"FCOS width {r.width} depth {r.depth}, {r.steps} steps, batch {r.batch_size}, scale {r.scale}, "
         f"AdamW {r.lr}, seed {r.seed}; labels: {a.view or 'each input view'}\n"
     )
@@ -56,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data", help="data root (default: $RGBT_DATA, ./data, ../shared/data)")
     c.add_argument("--inputs", default="ir,vis,fused,early,two_stream", help="comma-separated inputs")
     c.add_argument("--methods", default="average,densefuse", help="fusion methods for the 'fused' input")
-    c.add_argument("--folds", type=int, default=4)
+    c.add_argument("--folds", type=int, default=4, help="k-fold cross-validation (without --train-list)")
+    c.add_argument("--seeds", type=int, default=1, help="train every fold with this many seeds")
+    c.add_argument("--train-list", help="a full dataset's train split: one image name per line")
+    c.add_argument("--test-list", help="its test split")
     c.add_argument("--steps", type=int, default=300, help="training steps per detector")
     c.add_argument("--batch-size", type=int, default=4)
     c.add_argument("--scale", type=float, default=0.5, help="resize factor of the images (MSRS: 320x240)")

@@ -4,13 +4,14 @@ For every input (infrared, visible, fused by each listed method, early fusion, t
 detector with the same seed and recipe and score it with COCO mAP. With a small labelled set (the 20 MSRS pairs
 here) the images are split into k folds (interleaved by name, so day and night scenes fall in every fold): each
 fold is scored by a detector trained on the others, and the table gives mean and standard deviation over folds.
+A full dataset uses its own split instead (``--train-list``, ``--test-list``), repeated over ``--seeds``.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -90,9 +91,9 @@ def train_and_score(
 
 
 def summarise(rows: list[Row], classes: list[str]) -> str:
-    """Markdown table: mean +- std over folds of mAP@0.5, mAP@0.5:0.95 and per-class AP@0.5."""
+    """Markdown table: mean +- std over runs (folds x seeds) of mAP@0.5, mAP@0.5:0.95 and per-class AP@0.5."""
     cols = ["mAP50", "mAP"] + [f"AP50/{c}" for c in classes]
-    head = "| input | folds | mAP@0.5 | mAP@0.5:0.95 | " + " | ".join(f"AP@0.5 {c}" for c in classes) + " |"
+    head = "| input | runs | mAP@0.5 | mAP@0.5:0.95 | " + " | ".join(f"AP@0.5 {c}" for c in classes) + " |"
     lines = [head, "|---|---:|" + "---:|" * len(cols)]
     for row in rows:
         cells = []
@@ -117,6 +118,18 @@ def export_fused(root: Path, method: str, out: Path, device: str = "cpu") -> Pat
     return target
 
 
+def read_names(path: str | Path, known: list[str]) -> list[str]:
+    """A split file: one image name (or file name) per line, as the MSRS / M3FD split lists."""
+    path = Path(path)
+    if not path.is_file():
+        raise RgbtError(f"{path}: no such split file; list one image name per line")
+    names = [Path(line.strip()).stem for line in path.read_text().splitlines() if line.strip()]
+    missing = sorted(set(names) - set(known))
+    if missing:
+        raise RgbtError(f"{path}: {missing[0]} is not in the dataset; check the split against ir/ and vi/")
+    return names
+
+
 def compare(
     root: Path,
     inputs: list[str],
@@ -127,10 +140,20 @@ def compare(
     labels: str | None = None,
     view: str | None = None,
     log=print,
+    seeds: int = 1,
+    split: tuple[str, str] | None = None,
 ) -> tuple[list[Row], list[str]]:
-    """Run the protocol; returns one row per input (methods become ``fused:<method>`` rows)."""
+    """Run the protocol; returns one row per input (methods become ``fused:<method>`` rows).
+
+    Each row holds one score per (fold, seed): ``k`` folds of the whole set, or the dataset's own ``split``
+    (train list file, test list file) when given, each trained with ``seeds`` seeds.
+    """
     names = [p.name for p in dataset_pairs(root)]
-    folds = folds_of(names, k)
+    if split is not None:
+        runs = [(read_names(split[0], names), read_names(split[1], names))]
+    else:
+        folds = folds_of(names, k)
+        runs = [([n for j, f in enumerate(folds) if j != i for n in f], test) for i, test in enumerate(folds)]
     plan: list[tuple[str, str, str | None]] = []
     for name in inputs:
         if name == "fused":
@@ -141,10 +164,10 @@ def compare(
     rows = []
     for label, mode, fused in plan:
         row = Row(label)
-        for i, test in enumerate(folds):
-            train = [n for j, f in enumerate(folds) if j != i for n in f]
-            s = train_and_score(root, mode, train, test, r, fused, labels, view)
-            row.folds.append(s)
-            log(f"{label} fold {i + 1}/{k}: mAP@0.5 {s['mAP50']:.3f}, mAP {s['mAP']:.3f}")
+        for i, (train, test) in enumerate(runs):
+            for seed in range(r.seed, r.seed + seeds):
+                s = train_and_score(root, mode, train, test, replace(r, seed=seed), fused, labels, view)
+                row.folds.append(s)
+                log(f"{label} split {i + 1}/{len(runs)} seed {seed}: mAP@0.5 {s['mAP50']:.3f}, mAP {s['mAP']:.3f}")
         rows.append(row)
     return rows, classes
