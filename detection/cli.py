@@ -90,20 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] in LIGHTNING:
-        from detection.module import DetectionDataModule
-        from fusion.train.cli import main as train_main
+    from fusion.cli import dispatch
 
-        try:
-            train_main(list(argv), datamodule_class=DetectionDataModule, prog="rgbt detect")
-        except RgbtError as e:
-            print(f"rgbt detect {argv[0]}: error: {e}", file=sys.stderr)
-            return RgbtError.exit_code
-        return 0
-    a = build_parser().parse_args(argv)
-    try:
-        a.func(a)
-    except RgbtError as e:
-        print(f"rgbt detect {a.command}: error: {e}", file=sys.stderr)
-        return RgbtError.exit_code
-    return 0
+    datamodule = None
+    if argv and argv[0] in LIGHTNING:
+        from detection.module import DetectionDataModule as datamodule
+    return dispatch(argv, "rgbt detect", build_parser(), LIGHTNING, datamodule)

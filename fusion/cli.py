@@ -290,31 +290,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def dispatch(
+    argv: list[str], prog: str, parser: argparse.ArgumentParser, lightning: tuple[str, ...], datamodule_class=None
+) -> int:
+    """Run one command line: LightningCLI for the ``lightning`` sub-commands (with ``datamodule_class``),
+    ``parser`` for the rest; errors become one line and the exit status."""
+    if argv and argv[0] in lightning:  # LightningCLI owns these arguments
+        from fusion.train.cli import main as train_main
+
+        try:
+            train_main(list(argv), datamodule_class=datamodule_class, prog=prog)
+        except RgbtError as e:
+            print(f"{prog} {argv[0]}: error: {e}", file=sys.stderr)
+            return RgbtError.exit_code
+        return 0
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except RgbtError as e:
+        print(f"{prog} {args.command}: error: {e}", file=sys.stderr)
+        return RgbtError.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; finished images are complete, rerun to continue", file=sys.stderr)
+        return 130
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "detect":  # downstream detection has its own sub-commands
         from detection.cli import main as detect_main
 
         return detect_main(list(argv[1:]))
-    if argv and argv[0] in TRAIN_COMMANDS:  # LightningCLI owns these arguments
-        from fusion.train.cli import main as train_main
-
-        try:
-            train_main(list(argv))
-        except RgbtError as e:
-            print(f"rgbt {argv[0]}: error: {e}", file=sys.stderr)
-            return RgbtError.exit_code
-        return 0
-    args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except RgbtError as e:
-        print(f"rgbt {args.command}: error: {e}", file=sys.stderr)
-        return RgbtError.exit_code
-    except KeyboardInterrupt:
-        print("interrupted; finished images are complete, rerun to continue", file=sys.stderr)
-        return 130
-    return 0
+    return dispatch(argv, "rgbt", build_parser(), TRAIN_COMMANDS)
 
 
 if __name__ == "__main__":
