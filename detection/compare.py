@@ -73,7 +73,7 @@ def train_and_score(
         str(root), mode, labels, view, fused, r.scale, train, test, test, r.batch_size, seed=r.seed
     )
     probe = DetectionSet(root, mode, labels, view, fused, train[:1])
-    model = build_detector(mode, probe[0][0].shape[0], len(probe.classes), r)
+    model = build_detector(mode, probe.channels, len(probe.classes), r)
     module = DetectionModule(model, lr=r.lr, classes=probe.classes, panels=0)
     trainer = pl.Trainer(
         max_steps=r.steps,

@@ -195,10 +195,6 @@ class DetectionDataModule(pl.LightningDataModule):
             drop_last=train and len(ds) > self.hparams.batch_size,
         )
 
-    @property
-    def classes(self) -> list[str]:
-        return self._set(self.hparams.train, False).classes
-
     def train_dataloader(self):
         return self._loader(self.hparams.train, True)
 
