@@ -33,7 +33,7 @@ def test_shape_dtype_and_finite(conv, name):
     assert torch.allclose(out[1:2], one, rtol=1e-10, atol=1e-12)
 
 
-FLOAT32 = {("standard", n) for n in ("SSIM", "MEF_SSIM", "Qcb", "VIF")}
+FLOAT32 = {("standard", n) for n in ("SSIM", "MEF_SSIM", "Qcb", "VIF", "Qabf")}
 
 
 @pytest.mark.parametrize("conv,name", [x for x in ALL if x not in ASYMMETRIC])
@@ -207,17 +207,18 @@ def test_filter_helpers_match_references():
         assert torch.equal(filter_valid(y, g, stride=2), ref[..., ::2, ::2])
 
 
-@pytest.mark.parametrize("name", ["VIF", "MEF_SSIM", "Qcb", "SSIM"])
+@pytest.mark.parametrize("name", ["VIF", "MEF_SSIM", "Qcb", "SSIM", "Qabf"])
 def test_standard_float32_paths_agree_with_float64(name):
     from functools import partial
 
-    from fusion.metrics import perceptual, structural
+    from fusion.metrics import gradient, perceptual, structural
 
-    f64 = {"VIF": structural.vif, "MEF_SSIM": perceptual.mef_ssim, "Qcb": perceptual.qcb}
+    f64 = {"VIF": structural.vif, "MEF_SSIM": perceptual.mef_ssim, "Qcb": perceptual.qcb, "Qabf": gradient.qabf}
     f64["SSIM"] = lambda f, a, b: sum(structural.ssim_pair(f, a, b)) / 2
     f32 = CONVENTIONS["standard"].metrics[name][0]
     a, b = scene(1), scene(2)
-    for f in ((a + b) / 2, torch.maximum(a, b), ((0.3 * a + 0.7 * b) + 5).round()):
+    # The last fusion equals a source: every strength ties (Qabf's discontinuous quirk).
+    for f in ((a + b) / 2, torch.maximum(a, b), ((0.3 * a + 0.7 * b) + 5).round(), a):
         assert f32(f, a, b).item() == pytest.approx(f64[name](f, a, b).item(), rel=1e-4)
     # A flat source: its VIF term is 0/0, reported as 1 in both precisions.
     flat = torch.full_like(a, 90.0)

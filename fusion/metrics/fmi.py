@@ -22,7 +22,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fusion.metrics._kernels import correlate3x3
+from fusion.metrics._kernels import sobel
 
 _COLUMN_MAJOR = [r * 3 + c for c in range(3) for r in range(3)]
 _CHUNK = 8192  # windows per step: (N, 9, 9) float64 temporaries stay in cache
@@ -39,9 +39,8 @@ def sobel_edges(x: torch.Tensor) -> torch.Tensor:
     # Integer Sobel on 8-bit levels: exact, so strengths that are equal stay equal (the thinning keeps
     # ties as the reference did); the scale factor cancels in the threshold and the comparisons.
     x = (x * 255).round()
-    k = ((1.0, 2.0, 1.0), (0.0, 0.0, 0.0), (-1.0, -2.0, -1.0))
-    kt = tuple(zip(*k, strict=True))
-    by, bx = correlate3x3(x, k, "replicate").abs(), correlate3x3(x, kt, "replicate").abs()
+    gx, gy = sobel(x, "replicate")  # the code's transposed kernel is -SOBEL_X; only magnitudes are used
+    by, bx = gy.abs(), gx.abs()
     b = bx * bx + by * by
     cut = 4 * b.mean(dim=(1, 2, 3), keepdim=True)
     p = F.pad(b, (1, 1, 1, 1))

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from fusion.metrics._kernels import SOBEL_X, correlate3x3, matlab_gradient, sobel
+from fusion.metrics._kernels import matlab_gradient, sobel
 
 
 def spatial_frequency(f: torch.Tensor, variant: str = "standard") -> torch.Tensor:
@@ -42,66 +42,48 @@ def average_gradient(f: torch.Tensor, variant: str = "standard") -> torch.Tensor
 def edge_intensity(f: torch.Tensor) -> torch.Tensor:
     """EI: mean Sobel gradient magnitude, replicate padding (VIFB)."""
     gx, gy = sobel(f, padding="replicate")
-    return torch.sqrt(gx**2 + gy**2).flatten(1).mean(1)
+    return torch.sqrt(gx * gx + gy * gy).flatten(1).mean(1)
 
 
 # Xydeas-Petrovic constants
 _TG, _KG, _DG, _TA, _KA, _DA = 0.9994, -15.0, 0.5, 0.9879, -22.0, 0.8
 
 
-def _strength_angle(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    sx, sy = sobel(x, padding="zeros")
-    g = torch.sqrt(sx**2 + sy**2)
-    safe = sx.where(sx != 0, torch.ones_like(sx))
-    a = torch.atan(sy / safe).where(sx != 0, torch.full_like(sx, math.pi / 2))
-    return g, a
+def _sobel_stack(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, padding: str) -> tuple[torch.Tensor, ...]:
+    """Sobel responses of F, A and B in one pass: (sx, sy, sx^2 + sy^2), each (B, 3, H, W) in F, A, B order."""
+    sx, sy = sobel(torch.cat([f, a, b], 1), padding)
+    return sx, sy, torch.addcmul(sx * sx, sy, sy)
 
 
-def _edge_preservation(ga, aa, gf, af) -> torch.Tensor:
-    # The published codes set G = gF where gA == gF (0 where both are 0), not 1.
-    big = ga.where(ga > gf, torch.ones_like(ga))
-    small = gf.where(gf > ga, torch.ones_like(gf))
-    g = torch.where(ga > gf, gf / big, torch.where(ga == gf, gf, ga / small))
-    a = 1 - (aa - af).abs() / (math.pi / 2)
-    return _TG / (1 + torch.exp(_KG * (g - _DG))) * _TA / (1 + torch.exp(_KA * (a - _DA)))
+def _ratio(g: torch.Tensor, gf: torch.Tensor) -> torch.Tensor:
+    """min(g, gF) / max(g, gF); 1 where they are equal, also where both are 0."""
+    lo, hi = torch.minimum(g, gf), torch.maximum(g, gf)
+    return torch.where(hi > lo, lo / hi, 1.0)
 
 
-def qabf(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Qabf (Xydeas and Petrovic 2000) as in the VIFB, tang and cddfuse codes; 0 when no source has an edge."""
-    gf, af = _strength_angle(f)
-    ga, aa = _strength_angle(a)
-    gb, ab = _strength_angle(b)
-    qa, qb = _edge_preservation(ga, aa, gf, af), _edge_preservation(gb, ab, gf, af)
-    num = (qa * ga + qb * gb).flatten(1).sum(1)
-    den = (ga + gb).flatten(1).sum(1)
+def qabf(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Qabf (Xydeas and Petrovic 2000) as in the VIFB, tang and cddfuse codes; 0 when no source has an edge.
+
+    ``dtype`` float32 computes strengths, angles and sigmoids in single precision. The published codes set
+    the strength ratio G to gF (not 1) where gA == gF, so a tie changes the value discontinuously; ties are
+    therefore found in float64, on the exact squared Sobel strengths.
+    """
+    sx, sy, s2 = _sobel_stack(f, a, b, "zeros")
+    tie = s2[:, 1:] == s2[:, :1]  # (B, 2, H, W): A and B against F
+    g = s2.to(dtype).sqrt_()
+    sx, sy = sx.to(dtype), sy.to(dtype)
+    ang = torch.where(sx != 0, torch.atan(sy / sx), math.pi / 2)  # MATLAB atan(sy/sx), pi/2 where sx = 0
+    gf, gs = g[:, :1], g[:, 1:]
+    gr = torch.where(tie, gf, _ratio(gs, gf))  # the tie quirk: gF where gA == gF
+    ar = 1 - (ang[:, 1:] - ang[:, :1]).abs_().mul_(2 / math.pi)
+    q = torch.sigmoid((gr - _DG) * -_KG).mul_(torch.sigmoid((ar - _DA) * -_KA)).mul_(_TG * _TA)
+    num = (q * gs).flatten(1).sum(1, dtype=torch.float64)
+    den = gs.flatten(1).sum(1, dtype=torch.float64)
     return (num / den.clamp_min(1e-300)).where(den > 0, torch.zeros_like(den))
 
 
 # Kumar's Nabf constants (Petrovic's model with his modified artefact term)
-_N = {"Td": 2.0, "wt_min": 0.001, "Lg": 1.5, "Nrg": 0.9999, "kg": 19.0, "sg": 0.5, "Nra": 0.9995, "ka": 22.0, "sa": 0.5}
-
-
-def _kumar_strength_angle(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    # Sobel / 8 with symmetric (mirror, edge not repeated) extension, as Kumar's sobel_fn.
-    if min(x.shape[-2:]) < 2:  # a 1-pixel side cannot be mirrored: no gradient
-        return torch.zeros_like(x), torch.zeros_like(x)
-    k = tuple(tuple(v / 8 for v in row) for row in SOBEL_X)
-    gv = correlate3x3(x, k, "reflect")
-    gh = correlate3x3(x, tuple(zip(*k, strict=True)), "reflect")
-    g = torch.sqrt(gh * gh + gv * gv)
-    both0 = (gv == 0) & (gh == 0)
-    a = torch.atan(gv / gh.where(~both0, torch.ones_like(gh))).where(~both0, torch.zeros_like(gv))
-    return g, a
-
-
-def _kumar_q(g: torch.Tensor, a: torch.Tensor, gf: torch.Tensor, af: torch.Tensor) -> torch.Tensor:
-    zero = (g == 0) | (gf == 0)
-    ratio = torch.minimum(g, gf) / torch.maximum(g, gf).where(~zero, torch.ones_like(g))
-    gr = ratio.where(~zero, torch.zeros_like(g))
-    ar = ((a - af).abs() - math.pi / 2).abs() * 2 / math.pi
-    qg = _N["Nrg"] / (1 + torch.exp(-_N["kg"] * (gr - _N["sg"])))
-    qa = _N["Nra"] / (1 + torch.exp(-_N["ka"] * (ar - _N["sa"])))
-    return torch.sqrt(qg * qa)
+_N = {"Td": 2.0, "wt_min": 0.001, "Nrg": 0.9999, "kg": 19.0, "sg": 0.5, "Nra": 0.9995, "ka": 22.0, "sa": 0.5}
 
 
 def nabf(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
@@ -111,14 +93,27 @@ def nabf(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float = 1.0) 
     sources' edge weights. Inputs are levels 0-255 multiplied by ``scale`` first: the tang code works on
     [0, 1] images (``scale = 1/255``), where no gradient reaches the weight threshold Td = 2, so every
     weight is wt_min; the standard convention uses the 0-255 scale the method was designed for.
+
+    Kumar's gradients are Sobel / 8 with symmetric (mirror, edge not repeated) extension; his vertical and
+    horizontal responses are sx / 8 and -sy / 8. Strength ratios and angles do not depend on the / 8.
+    Stays in float64: near a perfect fusion 1 - Q is a small difference of numbers close to 1.
     """
     f, a, b = f * scale, a * scale, b * scale
-    gf, af = _kumar_strength_angle(f)
-    ga, aa = _kumar_strength_angle(a)
-    gb, ab = _kumar_strength_angle(b)
-    qa, qb = _kumar_q(ga, aa, gf, af), _kumar_q(gb, ab, gf, af)
-    wa = torch.where(ga >= _N["Td"], ga ** _N["Lg"], torch.full_like(ga, _N["wt_min"]))
-    wb = torch.where(gb >= _N["Td"], gb ** _N["Lg"], torch.full_like(gb, _N["wt_min"]))
-    artefact = ((gf > ga) & (gf > gb)).to(f.dtype)
-    num = (artefact * ((1 - qa) * wa + (1 - qb) * wb)).flatten(1).sum(1)
-    return num / (wa + wb).flatten(1).sum(1)
+    if min(f.shape[-2:]) < 2:  # a 1-pixel side cannot be mirrored: no gradient, no artefact
+        return torch.zeros(f.shape[0], dtype=torch.float64, device=f.device)
+    sx, gh, s2 = _sobel_stack(f, a, b, "reflect")
+    gh = torch.sub(0.0, gh)  # -sy, with +0 (not -0) where sy = 0, as the reference's own sums give
+    ang = torch.where((sx == 0) & (gh == 0), 0.0, torch.atan(sx / gh))  # atan(gv / gh), 0 where both are 0
+    g = s2.sqrt()
+    gf, gs = g[:, :1], g[:, 1:]
+    gr = torch.where((gs != 0) & (gf != 0), _ratio(gs, gf), 0.0)
+    ar = ((ang[:, 1:] - ang[:, :1]).abs_() - math.pi / 2).abs_().mul_(2 / math.pi)
+    q = torch.sigmoid((gr - _N["sg"]) * _N["kg"]).mul_(torch.sigmoid((ar - _N["sa"]) * _N["ka"]))
+    q = q.mul_(_N["Nrg"] * _N["Nra"]).sqrt_()
+    # Edge weights (g / 8)^1.5 (Kumar's Lg) at or above Td (g / 8 >= Td: s2 >= 64 Td^2), wt_min elsewhere;
+    # t^1.5 as t sqrt(t), several times faster than pow in float64.
+    t = gs / 8
+    w = torch.where(s2[:, 1:] >= 64 * _N["Td"] ** 2, t * t.sqrt(), _N["wt_min"])
+    artefact = (s2[:, :1] > s2[:, 1:]).all(1, keepdim=True)  # F stronger than both sources
+    num = ((1 - q) * w).sum(1, keepdim=True).where(artefact, 0.0).flatten(1).sum(1)
+    return num / w.flatten(1).sum(1)

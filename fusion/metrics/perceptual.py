@@ -8,18 +8,17 @@ filtering and MATLAB's rounding.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
+import scipy.fft
 import torch
 import torch.nn.functional as F
 
 from fusion.metrics._kernels import (
-    SOBEL_X,
-    SOBEL_Y,
-    _depthwise_valid,
-    correlate3x3,
     filter_valid,
     gaussian_window,
     round_half_up,
+    sobel,
 )
 
 
@@ -32,59 +31,70 @@ def _normalize255(x: torch.Tensor) -> torch.Tensor:
 
 
 def _radius(h: int, w: int, sx: float, sy: float, device) -> torch.Tensor:
-    """MATLAB ``freqspace([h w], 'meshgrid')`` frequencies, scaled, as the ifftshift-ed radius map."""
+    """MATLAB ``freqspace([h w], 'meshgrid')`` frequencies, scaled, as the ifftshift-ed radius map, (h, w // 2 + 1)
+    columns for ``rfft2``.
+
+    The map is even in the DFT sense (mirror frequencies have bitwise equal radii), so a filter built on it
+    keeps real images real: the published codes' complex results differ from the real ones only by rounding.
+    """
     fx = (torch.arange(w, dtype=torch.float64, device=device) - w // 2) * (2.0 / w) * sx
     fy = (torch.arange(h, dtype=torch.float64, device=device) - h // 2) * (2.0 / h) * sy
     r = torch.sqrt(fx[None, :] ** 2 + fy[:, None] ** 2)
-    return torch.fft.ifftshift(r)
+    return torch.fft.ifftshift(r)[:, : w // 2 + 1]
 
 
 def _freq_filter(x: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
-    """``ifft2(ifftshift(fftshift(fft2(x)) .* S))`` with S already ifftshift-ed: complex output."""
-    return torch.fft.ifft2(torch.fft.fft2(x) * response)
+    """``real(ifft2(ifftshift(fftshift(fft2(x)) .* S)))`` with S already ifftshift-ed, as (h, w // 2 + 1)."""
+    return torch.fft.irfft2(torch.fft.rfft2(x) * response, s=x.shape[-2:])
 
 
-def _gauss_same_zero(parts: torch.Tensor, sigmas: tuple[float, ...], dtype: torch.dtype) -> list[torch.Tensor]:
-    """``filter2(G, z, 'same')`` of every channel for each unnormalised 31x31 Gaussian of Chen-Blum (zero
-    padding); all windows in one filtering pass (float32) or one pass each (float64)."""
-    x = torch.arange(-15, 16, dtype=torch.float64, device=parts.device)
-    gs = [torch.exp(-(x**2) / (2 * sg * sg)) / math.sqrt(2 * math.pi * sg * sg) for sg in sigmas]
-    padded = F.pad(parts, (15, 15, 15, 15))
-    if dtype == torch.float32:
-        c = parts.shape[1]
-        w = torch.cat([g.float().expand(c, -1) for g in gs])
-        out = _depthwise_valid(padded.float().repeat(1, len(gs), 1, 1), w, w, 1)
-        return list(out.split(c, 1))
-    return [filter_valid(padded, g) for g in gs]
+@lru_cache(maxsize=8)
+def _qcb_filters(h: int, w: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+    """Chen-Blum's frequency responses for an h x w image, cached per size: the DoG contrast-sensitivity filter
+    (h, w // 2 + 1), and the two unnormalised 31x31 Gaussians (sigma 2 and 4) as spectra (2, H, W // 2 + 1) of
+    a zero-padded H x W grid (H >= h + 15, W >= w + 15), on which circular convolution is ``filter2(G, y,
+    'same')`` with zero padding; and (H, W)."""
+    f0, f1, amp = 15.3870, 1.3456, 0.7622
+    r = _radius(h, w, w / 30, h / 30, device)
+    sd = torch.exp(-((r / f0) ** 2)) - amp * torch.exp(-((r / f1) ** 2))
+    hp, wp = (scipy.fft.next_fast_len(max(n + 15, 31), real=True) for n in (h, w))  # also holds the window
+    x = torch.arange(-15, 16, dtype=torch.float64, device=device)
+    kernels = torch.zeros(2, hp, wp, dtype=torch.float64, device=device)
+    for i, sg in enumerate((2.0, 4.0)):
+        g = torch.exp(-(x**2) / (2 * sg * sg)) / math.sqrt(2 * math.pi * sg * sg)
+        kernels[i, :31, :31] = g[:, None] * g[None, :]
+    kernels = torch.roll(kernels, (-15, -15), (1, 2))  # centre the window on the origin
+    return sd.to(dtype), torch.fft.rfft2(kernels.to(dtype)), (hp, wp)
 
 
 def qcb(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Qcb (Chen and Blum 2009): contrast preservation under a DoG contrast-sensitivity filter.
 
-    The published code filters in the complex domain; the contrast ``|G2 * Y / G4 * Y - 1|`` is computed here
-    from real and imaginary parts. ``dtype`` float32 runs the FFT and everything after it in single precision.
+    Both stages filter in the frequency domain: the DoG as in the published code, the two Gaussians of the
+    contrast ``|G2 * Y / G4 * Y - 1|`` as zero-padded linear convolutions. The published code's complex
+    values are real up to rounding (see :func:`_radius`). ``dtype`` float32 runs the FFTs and everything
+    after them in single precision.
     """
-    f0, f1, amp, p, q, z = 15.3870, 1.3456, 0.7622, 3.0, 2.0, 1e-4
+    z = 1e-4  # and the exponents p = 3, q = 2 of the contrast response c^p / (c^q + z)
     h, w = f.shape[-2:]
-    r = _radius(h, w, w / 30, h / 30, f.device)
-    sd = (torch.exp(-((r / f0) ** 2)) - amp * torch.exp(-((r / f1) ** 2))).to(dtype)
-
-    # All three images in one batch of channels: one FFT and one filtering pass for both Gaussians.
+    sd, gauss, padded = _qcb_filters(h, w, dtype, f.device)
+    # All three images in one batch of channels.
     x = torch.cat([_normalize255(a), _normalize255(b), _normalize255(f)], 1).to(dtype)
-    y = torch.fft.ifft2(torch.fft.fft2(x) * sd)
-    g2, g4 = _gauss_same_zero(torch.cat([y.real, y.imag], 1), (2.0, 4.0), dtype)
-    n = x.shape[1]
-    dr, di = g2[:, :n] - g4[:, :n], g2[:, n:] - g4[:, n:]
-    c = torch.sqrt((dr * dr + di * di) / (g4[:, :n] ** 2 + g4[:, n:] ** 2))  # |g2 / g4 - 1|
-    c = c**p / (c**q + z)
+    y = torch.fft.irfft2(torch.fft.rfft2(x) * sd, s=(h, w))
+    yg = torch.fft.irfft2(torch.fft.rfft2(y, s=padded).unsqueeze(2) * gauss, s=padded)[..., :h, :w]
+    g2, g4 = yg[:, :, 0], yg[:, :, 1]  # (B, 3, h, w) each
+    c = ((g2 - g4) / g4).abs_()  # |g2 / g4 - 1|
+    c2 = c * c
+    c = (c2 * c).div_(c2 + z)
     ca, cb, cf = c[:, 0:1], c[:, 1:2], c[:, 2:3]
 
     def preserve(c: torch.Tensor) -> torch.Tensor:
         lo, hi = torch.minimum(c, cf), torch.maximum(c, cf)
-        return (lo / hi.where(hi > 0, torch.ones_like(hi))).where(hi > 0, torch.ones_like(hi))
+        return torch.where(hi > 0, lo / hi, 1.0)
 
-    den = ca * ca + cb * cb
-    la = (ca * ca / den.where(den > 0, torch.ones_like(den))).where(den > 0, torch.full_like(den, 0.5))
+    a2, b2 = ca * ca, cb * cb
+    den = a2 + b2
+    la = torch.where(den > 0, a2 / den, 0.5)
     return (la * preserve(ca) + (1 - la) * preserve(cb)).flatten(1).mean(1, dtype=torch.float64)
 
 
@@ -95,27 +105,24 @@ def _block_sum(x: torch.Tensor, size: int = 16) -> torch.Tensor:
     return F.avg_pool2d(x, size) * size * size
 
 
+@lru_cache(maxsize=8)
+def _qcv_filter(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """Chen-Varshney's contrast-sensitivity response for an h x w image (h, w // 2 + 1), cached per size."""
+    r = _radius(h, w, w / 8, h / 8, device)
+    return 2.6 * (0.0192 + 0.144 * r) * torch.exp(-((0.144 * r) ** 1.1))
+
+
 def qcv(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, window: int = 16, alpha: float = 5.0) -> torch.Tensor:
     """Qcv (Chen and Varshney 2007): CSF-filtered local differences weighted by edge saliency (lower is
-    better). The published code squares complex values; the real part of its result is reported."""
-    f, a, b = _normalize255(f), _normalize255(a), _normalize255(b)
+    better). The published code squares complex values that are real up to rounding (see :func:`_radius`)."""
+    f, src = _normalize255(f), torch.cat([_normalize255(a), _normalize255(b)], 1)  # (B, 2, H, W) A and B
     h, w = f.shape[-2:]
-
-    def saliency(x: torch.Tensor) -> torch.Tensor:
-        gx, gy = correlate3x3(x, SOBEL_X), correlate3x3(x, tuple(tuple(-v for v in row) for row in SOBEL_Y))
-        return _block_sum(torch.sqrt(gx * gx + gy * gy) ** alpha, window)
-
-    r = _radius(h, w, w / 8, h / 8, f.device)
-    theta = 2.6 * (0.0192 + 0.144 * r) * torch.exp(-((0.144 * r) ** 1.1))
-
-    def distortion(x: torch.Tensor) -> torch.Tensor:
-        d = _freq_filter(x - f, theta) ** 2
-        return torch.complex(_block_sum(d.real, window), _block_sum(d.imag, window)) / (window * window)
-
-    la, lb = saliency(a), saliency(b)
-    num = (la * distortion(a) + lb * distortion(b)).flatten(1).sum(1)
-    den = (la + lb).flatten(1).sum(1)
-    return (num.real / den.where(den > 0, torch.ones_like(den))).where(den > 0, torch.zeros_like(den))
+    gx, gy = sobel(src)  # the code's vertical kernel is -SOBEL_Y; only squares are used
+    sal = _block_sum(torch.addcmul(gx * gx, gy, gy) ** (alpha / 2), window)  # |grad|^alpha per block
+    dist = _block_sum(_freq_filter(src - f, _qcv_filter(h, w, f.device)) ** 2, window) / (window * window)
+    num = (sal * dist).flatten(1).sum(1)
+    den = sal.flatten(1).sum(1)
+    return (num / den.where(den > 0, torch.ones_like(den))).where(den > 0, torch.zeros_like(den))
 
 
 def _box_sum(x: torch.Tensor, size: int) -> torch.Tensor:
