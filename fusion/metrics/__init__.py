@@ -93,4 +93,7 @@ def compute_metrics(
                 out[n] = table[n][0](f3, a3, b3).view(bsz, 3).mean(1)
         return out
     f, a, b = (conv.grey(x) if x.shape[1] == 3 else x for x in (f, a, b))
-    return {n: table[n][0](f, a, b) for n in names}
+    for group, fn in conv.shared.items():
+        if sum(n in names for n in group) > 1:
+            out.update(zip(group, fn(f, a, b), strict=True))
+    return {n: out[n] if n in out else table[n][0](f, a, b) for n in names}

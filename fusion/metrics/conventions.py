@@ -52,6 +52,9 @@ class Convention:
     per_channel: bool = False  # VIFB: a colour fused image is scored channel by channel
     # Computed only when asked for by name (slow): not part of the default set.
     extra: dict[str, tuple[MetricFn, bool]] = field(default_factory=dict)
+    # Metrics computed together when more than one of them is asked for (they share filtering):
+    # names -> fn(f, a, b) returning one (B,) tensor per name, equal to the separate functions' values.
+    shared: dict[tuple[str, ...], Callable[..., tuple[torch.Tensor, ...]]] = field(default_factory=dict)
 
     @property
     def all_metrics(self) -> dict[str, tuple[MetricFn, bool]]:
@@ -91,6 +94,7 @@ STANDARD = Convention(
         "RMSE": (error.rmse, False),
     },
     extra=FMI,
+    shared={("MEF_SSIM", "SSIM"): partial(perceptual.mef_ssim_and_ssim, dtype=torch.float32)},
 )
 
 VIFB = Convention(

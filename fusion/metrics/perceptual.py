@@ -14,6 +14,7 @@ import scipy.fft
 import torch
 import torch.nn.functional as F
 
+from fusion.metrics import structural
 from fusion.metrics._kernels import (
     filter_valid,
     gaussian_window,
@@ -126,79 +127,112 @@ def qcv(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, window: int = 16, alp
 
 
 def _box_sum(x: torch.Tensor, size: int) -> torch.Tensor:
-    """'valid' size x size window sums from an integral image. Exact here: the inputs are 8-bit levels or
-    their 2x2 averages (multiples of 1/4^k), whose sums float64 represents exactly."""
-    c = F.pad(x, (1, 0, 1, 0)).cumsum(-1).cumsum(-2)
-    return c[..., size:, size:] - c[..., :-size, size:] - c[..., size:, :-size] + c[..., :-size, :-size]
+    """'valid' size x size window sums, as running sums along rows then columns. Exact here: the inputs are
+    8-bit levels or their 2x2 averages (multiples of 1/4^k), whose sums float64 represents exactly."""
+    r = F.pad(x, (1, 0)).cumsum(-1)
+    r = r[..., size:] - r[..., :-size]  # (..., H, W - size + 1)
+    c = F.pad(r, (0, 0, 1, 0)).cumsum(-2)
+    return c[..., size:, :] - c[..., :-size, :]
 
 
 def _mef_ssim_scale(
-    seq: torch.Tensor, fi: torch.Tensor, k: float = 0.03, size: int = 11, dtype: torch.dtype = torch.float64
-) -> torch.Tensor:
-    """One scale of MEF-SSIM (Ma, Zeng and Wang 2015) for a (B, S, H, W) source stack, vectorised.
+    a: torch.Tensor,
+    b: torch.Tensor,
+    f: torch.Tensor,
+    k: float = 0.03,
+    size: int = 11,
+    dtype: torch.dtype = torch.float64,
+    ssim: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """One scale of MEF-SSIM (Ma, Zeng and Wang 2015) for the two-image stack (A, B) and fused F, each
+    (B, 1, H, W), vectorised.
 
     The reference code builds, per 11x11 patch, a desired patch from the sources' normalised structures
     and compares it with the fused patch by SSIM; every patch statistic it needs is a windowed moment,
     so the whole map comes from box and Gaussian filtering. The box moments are exact (float64 integral
-    images); with ``dtype`` float32 everything after them is computed in float32.
+    images); with ``dtype`` float32 everything after them is computed in float32. With ``ssim``, also returns
+    SSIM(F, A) and SSIM(F, B) (11x11 Gaussian, L = 255), which need a subset of the same moments.
     """
-    s = seq.shape[1]
     n = size * size
-    gau = gaussian_window(size, 1.5, device=seq.device)
-    pairs = [(i, j) for i in range(s) for j in range(i, s)]
-    prods = torch.cat([seq[:, i : i + 1] * seq[:, j : j + 1] for i, j in pairs], 1)
     # Box moments from exact window sums: n * cov = sum(xy) - sum(x) sum(y) / n, exactly 0 on flat windows.
-    sb = _box_sum(torch.cat([seq, prods], 1), size)
-    cov_box = {p: ((sb[:, s + t] - sb[:, p[0]] * sb[:, p[1]] / n) / n).to(dtype) for t, p in enumerate(pairs)}
-    ed = torch.stack([torch.sqrt((n * cov_box[(i, i)]).clamp_min(0)) + 0.001 for i in range(s)], 1)
-    flat = torch.stack([cov_box[(i, i)] <= 0 for i in range(s)], 1)
+    sb = _box_sum(torch.cat([a, b, a * a, b * b, a * b], 1), size)
+    var = ((sb[:, 2:4] - sb[:, :2] * sb[:, :2] / n) / n).to(dtype)  # (B, 2, h, w): A and B
+    cov = ((sb[:, 4] - sb[:, 0] * sb[:, 1] / n) / n).to(dtype)  # (B, h, w)
+    ed = torch.sqrt((n * var).clamp_min(0)) + 0.001
     eps = torch.finfo(torch.float64).eps
-    var_sum = sum(cov_box[(min(i, j), max(i, j))] for i in range(s) for j in range(s))
-    num = torch.sqrt((n * var_sum).clamp_min(0)) + eps
+    num = torch.sqrt((n * (var[:, 0] + 2 * cov + var[:, 1])).clamp_min(0)) + eps  # norm of the summed patches
     den = (ed - 0.001).sum(1) + eps
     ratio = (num / den).clamp(eps, 1 - eps)
     # tan in float64: in float32, pi/2 rounds above pi/2 and tan turns negative
     p = torch.tan(math.pi / 2 * ratio.double()).clamp(max=10).to(dtype)
     wmap = (ed / size) ** p[:, None] + eps
     wmap = wmap / wmap.sum(1, keepdim=True)
-    c = (wmap / ed).masked_fill(flat, 0)  # desired patch = sum_k c_k (X_k - mu_k), before scaling
-    norm2 = n * sum(c[:, i] * c[:, j] * cov_box[(min(i, j), max(i, j))] for i in range(s) for j in range(s))
-    norm2 = norm2.clamp_min(0)
-    scale = (ed.amax(1) / torch.sqrt(norm2).where(norm2 > 0, torch.ones_like(norm2))).where(
-        norm2 > 0, torch.zeros_like(norm2)
-    )
-    # Gaussian moments of centred data (moments are shift-invariant; keeps float32 accurate).
-    off = torch.cat([seq, fi], 1).mean(dim=(1, 2, 3), keepdim=True)
-    sc, fc = seq - off, fi - off
-    gprods = torch.cat([sc[:, i : i + 1] * sc[:, j : j + 1] for i, j in pairs] + [sc * fc, fc * fc], 1)
-    mg = filter_valid(torch.cat([sc, fc, gprods], 1), gau, dtype)
-    mu_g, mu_f = mg[:, :s], mg[:, s]
-    cov_g = {p: mg[:, s + 1 + t] - mu_g[:, p[0]] * mu_g[:, p[1]] for t, p in enumerate(pairs)}
-    cov_xf = mg[:, s + 1 + len(pairs) : 2 * s + 1 + len(pairs)] - mu_g * mu_f[:, None]
-    var_f = mg[:, -1] - mu_f * mu_f
-    var_r = scale**2 * sum(c[:, i] * c[:, j] * cov_g[(min(i, j), max(i, j))] for i in range(s) for j in range(s))
-    cov_rf = scale * (c * cov_xf).sum(1)
-    cc = (k * 255) ** 2
-    return ((2 * cov_rf + cc) / (var_r + var_f + cc)).flatten(1).mean(1, dtype=torch.float64)
+    c = (wmap / ed).masked_fill(var <= 0, 0)  # desired patch = sum_k c_k (X_k - mu_k), before scaling
+    ca, cb = c[:, 0], c[:, 1]
+
+    def quad(v: torch.Tensor, cv: torch.Tensor) -> torch.Tensor:  # c' V c for the 2x2 (co)variances
+        return ca * ca * v[:, 0] + 2 * ca * cb * cv + cb * cb * v[:, 1]
+
+    norm2 = (n * quad(var, cov)).clamp_min(0)
+    scale = torch.where(norm2 > 0, ed.amax(1) / norm2.sqrt(), 0.0)
+    # Gaussian moments of centred data (moments are shift-invariant; keeps float32 accurate). The first eight
+    # channels are SSIM's (same window, same offset): see mef_ssim_and_ssim.
+    off = structural.centre(f, a, b)
+    fc, ac, bc = ((x - off).to(dtype) for x in (f, a, b))
+    gau = gaussian_window(size, 1.5, device=a.device)
+    m = filter_valid(torch.cat([fc, ac, bc, fc * fc, ac * ac, bc * bc, fc * ac, fc * bc, ac * bc], 1), gau, dtype)
+    mu_f, mu = m[:, 0], m[:, 1:3]
+    var_f = m[:, 3] - mu_f * mu_f
+    var_g = m[:, 4:6] - mu * mu
+    cov_xf = m[:, 6:8] - mu * mu_f[:, None]
+    cov_g = m[:, 8] - mu[:, 0] * mu[:, 1]
+    var_r = scale * scale * quad(var_g, cov_g)
+    cov_rf = scale * (ca * cov_xf[:, 0] + cb * cov_xf[:, 1])
+    k2 = (k * 255) ** 2
+    q = ((2 * cov_rf + k2) / (var_r + var_f + k2)).flatten(1).mean(1, dtype=torch.float64)
+    if ssim:  # Wang's SSIM (L = 255) of F against A and B from the same moments
+        return q, structural.ssim_from_moments(m, off, (0.01 * 255) ** 2, (0.03 * 255) ** 2)
+    return q
 
 
 def mef_ssim(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """MEF-SSIM over 3 scales, weights (0.0448, 0.2856, 0.3001) renormalised, the two sources as the
     exposure stack (what the tang code reports as MS-SSIM). Scales that no longer fit the 11x11 window
     are dropped and the remaining weights renormalised."""
+    return _mef_ssim(f, a, b, dtype)[0]
+
+
+def mef_ssim_and_ssim(
+    f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype = torch.float64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MEF-SSIM and Wang's SSIM (L = 255, mean of SSIM(F, A) and SSIM(F, B)) together: the first scale of
+    MEF-SSIM filters every moment SSIM needs, so SSIM costs no filtering of its own."""
+    return _mef_ssim(f, a, b, dtype, ssim=True)
+
+
+def _mef_ssim(
+    f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype, ssim: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     weights = torch.tensor([0.0448, 0.2856, 0.3001], dtype=torch.float64)
-    seq, fi = torch.cat([a, b], 1), f
-    qs = []
+    qs, s = [], None
+    if ssim and min(f.shape[-2:]) < 11:  # SSIM's window shrinks to fit; MEF-SSIM has no scale here
+        s = sum(structural.ssim_pair(f, a, b, "wang", dtype)) / 2
     for level in range(3):
-        if min(seq.shape[-2:]) < 11:
+        if min(a.shape[-2:]) < 11:
             break
-        qs.append(_mef_ssim_scale(seq, fi, dtype=dtype))
+        if ssim and level == 0:
+            q, (sa, sb) = _mef_ssim_scale(a, b, f, dtype=dtype, ssim=True)
+            s = (sa + sb) / 2
+        else:
+            q = _mef_ssim_scale(a, b, f, dtype=dtype)
+        qs.append(q)
         if level < 2:
-            # imfilter(ones(2)/4, 'symmetric', 'same') then every other pixel.
-            seq, fi = (F.avg_pool2d(F.pad(x, (0, 1, 0, 1), mode="replicate"), 2, 2, ceil_mode=False) for x in (seq, fi))
+            # imfilter(ones(2)/4, 'symmetric', 'same') then every other pixel, the three images at once.
+            abf = F.avg_pool2d(F.pad(torch.cat([a, b, f], 1), (0, 1, 0, 1), mode="replicate"), 2, 2)
+            a, b, f = abf[:, 0:1], abf[:, 1:2], abf[:, 2:3]
     if not qs:
-        return torch.ones(f.shape[0], dtype=torch.float64, device=f.device)
+        return torch.ones(f.shape[0], dtype=torch.float64, device=f.device), s
     w = weights[: len(qs)].to(f.device)
     w = w / w.sum()
     q = torch.stack(qs, 1)
-    return torch.exp((w * torch.log(q.clamp_min(1e-300))).sum(1))
+    return torch.exp((w * torch.log(q.clamp_min(1e-300))).sum(1)), s

@@ -35,25 +35,36 @@ def ssim_pair(
         g = gaussian_window(size, 1.5, device=f.device)
         peak = 1.0 if variant == "matlab" else 255.0
         c1, c2, cov = (0.01 * peak) ** 2, (0.03 * peak) ** 2, 1.0
-    off = (
-        f.mean(dim=(1, 2, 3), keepdim=True) + a.mean(dim=(1, 2, 3), keepdim=True) + b.mean(dim=(1, 2, 3), keepdim=True)
-    ) / 3
-    fc, ac, bc = f - off, a - off, b - off
+    off = centre(f, a, b)
+    fc, ac, bc = ((x - off).to(dtype) for x in (f, a, b))
     stack = torch.cat([fc, ac, bc, fc * fc, ac * ac, bc * bc, fc * ac, fc * bc], dim=1)
     if variant == "matlab":
         p = size // 2
         stack = F.pad(stack, (p, p, p, p), mode="replicate")
-    m = filter_valid(stack, g, dtype).double()
-    mf, ma, mb = m[:, 0:1], m[:, 1:2], m[:, 2:3]
+    return ssim_from_moments(filter_valid(stack, g, dtype), off, c1, c2, cov)
+
+
+def centre(*xs: torch.Tensor) -> torch.Tensor:
+    """(B, 1, 1, 1) mean of the images' means: the common offset of the moment filters."""
+    return sum(x.mean(dim=(1, 2, 3), keepdim=True) for x in xs) / len(xs)
+
+
+def ssim_from_moments(
+    m: torch.Tensor, off: torch.Tensor, c1: float, c2: float, cov: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean SSIM(F, A) and SSIM(F, B) from windowed moments (B, 8+, h, w) of F, A, B, FF, AA, BB, FA, FB,
+    all centred on ``off``; computed in the moments' precision, averaged in float64."""
+    off = off.to(m.dtype)
+    mf, uf = m[:, 0:1], m[:, 0:1] + off
     vf = (m[:, 3:4] - mf * mf) * cov
 
     def index(mx: torch.Tensor, sq: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
         vx, cxy = (sq - mx * mx) * cov, (cross - mf * mx) * cov
-        ux, uf = mx + off, mf + off
+        ux = mx + off
         s = ((2 * ux * uf + c1) * (2 * cxy + c2)) / ((ux * ux + uf * uf + c1) * (vx + vf + c2))
-        return s.flatten(1).mean(1)
+        return s.flatten(1).mean(1, dtype=torch.float64)
 
-    return index(ma, m[:, 4:5], m[:, 6:7]), index(mb, m[:, 5:6], m[:, 7:8])
+    return index(m[:, 1:2], m[:, 4:5], m[:, 6:7]), index(m[:, 2:3], m[:, 5:6], m[:, 7:8])
 
 
 def _vif_pair(ref: torch.Tensor, dist: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
