@@ -12,6 +12,7 @@ import sys
 import torch
 
 from fusion.errors import RgbtError
+from fusion.perf import tune_allocator
 
 
 def _device(name: str) -> str:
@@ -318,6 +319,7 @@ def dispatch(
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    tune_allocator()  # fewer page faults for full-image tensor code (fusion/perf.py)
     if argv and argv[0] == "detect":  # downstream detection has its own sub-commands
         from detection.cli import main as detect_main
 

@@ -1,8 +1,11 @@
 """Per-pair time of the full metric suite for each convention, CPU (and GPU when present); a markdown table.
 
     python scripts/bench_metrics.py [--sizes 640x480,1024x768] [--repeat 3] [--data ../shared/data]
+                                    [--allocator both|default|tuned]
 
 Sizes default to 640x480 and 1024x768 plus the sizes of the sample sets found under the data root.
+CPU rows are measured with glibc's default malloc settings and then with those the ``rgbt`` command line
+sets (``fusion.perf.tune_allocator``; once set they cannot be undone, so the default rows come first).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from fusion.errors import RgbtError
 from fusion.io import image_size
 from fusion.metrics import compute_metrics
 from fusion.metrics.conventions import CONVENTIONS
+from fusion.perf import tune_allocator
 
 
 def data_sizes(data: str | None) -> list[tuple[int, int]]:
@@ -54,18 +58,23 @@ def main() -> None:
     p.add_argument("--sizes", default="640x480,1024x768")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--data")
+    p.add_argument("--allocator", choices=["both", "default", "tuned"], default="both")
     a = p.parse_args()
     sizes = [tuple(int(x) for x in s.split("x")) for s in a.sizes.split(",")]
     sizes += [s for s in data_sizes(a.data) if s not in sizes]
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    modes = ["default", "tuned"] if a.allocator == "both" else [a.allocator]
+    runs = [("cpu", m) for m in modes] + ([("cuda", "-")] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; seconds per grey pair, whole suite")
     cols = [f"{c} ({len(CONVENTIONS[c].metrics)})" for c in CONVENTIONS]
-    print("| device | size | " + " | ".join(cols) + " |")
-    print("|---|---|" + "---:|" * len(cols))
-    for d in devices:
+    print("| device | malloc | size | " + " | ".join(cols) + " |")
+    print("|---|---|---|" + "---:|" * len(cols))
+    for d, mode in runs:
+        if mode == "tuned" and not tune_allocator():
+            print("| cpu | tuned | (not available: needs Linux with glibc) |")
+            continue
         for w, h in sizes:
             cells = [f"{bench(c, w, h, d, a.repeat):.3f}" for c in CONVENTIONS]
-            print(f"| {d} | {w}x{h} | " + " | ".join(cells) + " |", flush=True)
+            print(f"| {d} | {mode} | {w}x{h} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

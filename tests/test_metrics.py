@@ -33,7 +33,7 @@ def test_shape_dtype_and_finite(conv, name):
     assert torch.allclose(out[1:2], one, rtol=1e-10, atol=1e-12)
 
 
-FLOAT32 = {("standard", n) for n in ("SSIM", "MEF_SSIM", "Qcb", "VIF", "Qabf")}
+FLOAT32 = {("standard", n) for n in ("SSIM", "MEF_SSIM", "Qcb", "VIF", "Qabf", "Nabf")}
 
 
 @pytest.mark.parametrize("conv,name", [x for x in ALL if x not in ASYMMETRIC])
@@ -207,13 +207,14 @@ def test_filter_helpers_match_references():
         assert torch.equal(filter_valid(y, g, stride=2), ref[..., ::2, ::2])
 
 
-@pytest.mark.parametrize("name", ["VIF", "MEF_SSIM", "Qcb", "SSIM", "Qabf"])
+@pytest.mark.parametrize("name", ["VIF", "MEF_SSIM", "Qcb", "SSIM", "Qabf", "Nabf"])
 def test_standard_float32_paths_agree_with_float64(name):
     from functools import partial
 
     from fusion.metrics import gradient, perceptual, structural
 
     f64 = {"VIF": structural.vif, "MEF_SSIM": perceptual.mef_ssim, "Qcb": perceptual.qcb, "Qabf": gradient.qabf}
+    f64["Nabf"] = gradient.nabf
     f64["SSIM"] = lambda f, a, b: sum(structural.ssim_pair(f, a, b)) / 2
     f32 = CONVENTIONS["standard"].metrics[name][0]
     a, b = scene(1), scene(2)

@@ -79,12 +79,13 @@ STANDARD = Convention(
         "EI": (_f_only(gradient.edge_intensity), True),
         "MI": (partial(information.mutual_information, variant="standard"), True),
         "CE": (information.cross_entropy, False),
-        # float32 where the formula's constants dwarf its rounding (see docs/metrics.md): VIF, Qabf, SSIM, MEF-SSIM, Qcb
+        # float32 where the formula's constants dwarf its rounding (docs/metrics.md):
+        # VIF, Qabf, Nabf, SSIM, MEF-SSIM, Qcb
         "SCD": (structural.scd, True),
         "CC": (structural.correlation, True),
         "VIF": (partial(structural.vif, dtype=torch.float32), True),
         "Qabf": (partial(gradient.qabf, dtype=torch.float32), True),
-        "Nabf": (gradient.nabf, False),
+        "Nabf": (partial(gradient.nabf, dtype=torch.float32), False),
         "SSIM": (_ssim("wang", "mean", torch.float32), True),
         "MEF_SSIM": (partial(perceptual.mef_ssim, dtype=torch.float32), True),
         "Qcb": (partial(perceptual.qcb, dtype=torch.float32), True),

@@ -86,7 +86,9 @@ def qabf(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype =
 _N = {"Td": 2.0, "wt_min": 0.001, "Nrg": 0.9999, "kg": 19.0, "sg": 0.5, "Nra": 0.9995, "ka": 22.0, "sa": 0.5}
 
 
-def nabf(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+def nabf(
+    f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float = 1.0, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     """Nabf: Kumar's modified fusion-artefact measure (lower is better).
 
     Where F has a stronger edge than both sources, the edge-information loss (1 - Q) is summed with the
@@ -96,24 +98,32 @@ def nabf(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float = 1.0) 
 
     Kumar's gradients are Sobel / 8 with symmetric (mirror, edge not repeated) extension; his vertical and
     horizontal responses are sx / 8 and -sy / 8. Strength ratios and angles do not depend on the / 8.
-    Stays in float64: near a perfect fusion 1 - Q is a small difference of numbers close to 1.
+    The comparisons (F stronger than both sources, the weight threshold) are made in float64 on the exact
+    squared strengths; ``dtype`` float32 computes the rest, with 1 - Q written without cancellation.
     """
     f, a, b = f * scale, a * scale, b * scale
     if min(f.shape[-2:]) < 2:  # a 1-pixel side cannot be mirrored: no gradient, no artefact
         return torch.zeros(f.shape[0], dtype=torch.float64, device=f.device)
     sx, gh, s2 = _sobel_stack(f, a, b, "reflect")
-    gh = torch.sub(0.0, gh)  # -sy, with +0 (not -0) where sy = 0, as the reference's own sums give
-    ang = torch.where((sx == 0) & (gh == 0), 0.0, torch.atan(sx / gh))  # atan(gv / gh), 0 where both are 0
-    g = s2.sqrt()
-    gf, gs = g[:, :1], g[:, 1:]
-    gr = torch.where((gs != 0) & (gf != 0), _ratio(gs, gf), 0.0)
-    ar = ((ang[:, 1:] - ang[:, :1]).abs_() - math.pi / 2).abs_().mul_(2 / math.pi)
-    q = torch.sigmoid((gr - _N["sg"]) * _N["kg"]).mul_(torch.sigmoid((ar - _N["sa"]) * _N["ka"]))
-    q = q.mul_(_N["Nrg"] * _N["Nra"]).sqrt_()
-    # Edge weights (g / 8)^1.5 (Kumar's Lg) at or above Td (g / 8 >= Td: s2 >= 64 Td^2), wt_min elsewhere;
-    # t^1.5 as t sqrt(t), several times faster than pow in float64.
-    t = gs / 8
-    w = torch.where(s2[:, 1:] >= 64 * _N["Td"] ** 2, t * t.sqrt(), _N["wt_min"])
     artefact = (s2[:, :1] > s2[:, 1:]).all(1, keepdim=True)  # F stronger than both sources
-    num = ((1 - q) * w).sum(1, keepdim=True).where(artefact, 0.0).flatten(1).sum(1)
-    return num / w.flatten(1).sum(1)
+    heavy = s2[:, 1:] >= 64 * _N["Td"] ** 2  # g / 8 >= Td
+    sx, gh = sx.to(dtype), torch.sub(0.0, gh).to(dtype)  # -sy, +0 (not -0) where sy = 0 as in the reference
+    ang = torch.where((sx == 0) & (gh == 0), 0.0, torch.atan(sx / gh))  # atan(gv / gh), 0 where both are 0
+    g = s2.to(dtype).sqrt_()
+    gf, gs = g[:, :1], g[:, 1:]
+    lo, hi = torch.minimum(gs, gf), torch.maximum(gs, gf)
+    gr = torch.where(hi > 0, lo / hi, 0.0)  # min / max, 0 where either strength is 0
+    ar = ((ang[:, 1:] - ang[:, :1]).abs_() - math.pi / 2).abs_().mul_(2 / math.pi)
+    # Q^2 = c s_g s_a with sigmoids s = 1 - u; near a perfect fusion 1 - Q is small, so it is computed from
+    # the complements u = sigmoid(-z): 1 - Q^2 = (1 - c) + c (u_g + u_a s_g), then 1 - Q = (1 - Q^2) / (1 + Q).
+    ug = torch.sigmoid((gr - _N["sg"]) * -_N["kg"])
+    ua = torch.sigmoid((ar - _N["sa"]) * -_N["ka"])
+    c = _N["Nrg"] * _N["Nra"]
+    loss = ua.mul_(1 - ug).add_(ug).mul_(c).add_(1 - c)  # 1 - Q^2
+    loss = loss / (1 + torch.sqrt(1 - loss))
+    # Edge weights (g / 8)^1.5 (Kumar's Lg) at or above Td, wt_min elsewhere; t^1.5 as t sqrt(t), several
+    # times faster than pow.
+    t = gs / 8
+    w = torch.where(heavy, t * t.sqrt(), _N["wt_min"])
+    num = (loss * w).sum(1, keepdim=True).where(artefact, 0.0).flatten(1).sum(1, dtype=torch.float64)
+    return num / w.flatten(1).sum(1, dtype=torch.float64)
