@@ -168,3 +168,19 @@ def test_evaluate_reads_vifb_flat_layout_and_records_convention(pair_dirs, tmp_p
     rows = list(csv.DictReader(csv_path.open()))
     assert {r["method"] for r in rows} == {"AVERAGE", "MAX"} and {r["convention"] for r in rows} == {"vifb"}
     assert {r["metric"] for r in rows} >= {"CE", "RMSE", "Qabf"}
+
+
+def test_tune_allocator_applies_on_glibc_and_can_be_turned_off():
+    import platform
+    import subprocess
+    import sys
+
+    code = "from fusion.perf import tune_allocator; print(tune_allocator())"
+    env = {k: v for k, v in os.environ.items() if k != "RGBT_MALLOC"}
+
+    def run(e: dict) -> subprocess.CompletedProcess:  # malloc settings are per process
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, check=True)
+
+    assert run({**env, "RGBT_MALLOC": "default"}).stdout.strip() == "False"
+    glibc = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
+    assert run(env).stdout.strip() == str(glibc)

@@ -49,6 +49,15 @@ def _freq_filter(x: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft2(torch.fft.rfft2(x) * response, s=x.shape[-2:])
 
 
+def _fast_even_len(n: int) -> int:
+    """The smallest even length >= n whose FFT is fast (factors 2, 3, 5, 7, 11): real FFTs of odd lengths
+    take about twice as long."""
+    m = n + n % 2
+    while scipy.fft.next_fast_len(m) != m:
+        m += 2
+    return m
+
+
 @lru_cache(maxsize=8)
 def _qcb_filters(h: int, w: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, tuple]:
     """Chen-Blum's frequency responses for an h x w image, cached per size: the DoG contrast-sensitivity filter
@@ -58,7 +67,7 @@ def _qcb_filters(h: int, w: int, dtype: torch.dtype, device: torch.device) -> tu
     f0, f1, amp = 15.3870, 1.3456, 0.7622
     r = _radius(h, w, w / 30, h / 30, device)
     sd = torch.exp(-((r / f0) ** 2)) - amp * torch.exp(-((r / f1) ** 2))
-    hp, wp = (scipy.fft.next_fast_len(max(n + 15, 31), real=True) for n in (h, w))  # also holds the window
+    hp, wp = (_fast_even_len(max(n + 15, 31)) for n in (h, w))  # also holds the window
     x = torch.arange(-15, 16, dtype=torch.float64, device=device)
     kernels = torch.zeros(2, hp, wp, dtype=torch.float64, device=device)
     for i, sg in enumerate((2.0, 4.0)):
