@@ -55,6 +55,17 @@ def test_flat_and_tiny_images_are_nan_free(conv, name, size):
         assert not torch.isnan(out).any(), (f.shape, name)
 
 
+@pytest.mark.parametrize("conv", [c for c in CONVENTIONS if CONVENTIONS[c].shared])
+@pytest.mark.parametrize("size", [(1, 4), (5, 7), (40, 33)])
+def test_metrics_computed_together_equal_their_separate_values(conv, size):
+    f, v, i = levels(2, 1, *size, seed=30), levels(2, 1, *size, seed=31), levels(2, 1, *size, seed=32)
+    for group in CONVENTIONS[conv].shared:
+        together = compute_metrics(f, v, i, list(group), conv)
+        for name in group:
+            alone = compute_metrics(f, v, i, [name], conv)[name]
+            assert torch.allclose(together[name], alone, rtol=1e-12, atol=1e-15), (group, name)
+
+
 @pytest.mark.parametrize("conv", list(CONVENTIONS))
 def test_identical_inputs(conv):
     x = levels(1, 1, 48, 48, seed=7)

@@ -95,7 +95,10 @@ STANDARD = Convention(
         "RMSE": (error.rmse, False),
     },
     extra=FMI,
-    shared={("MEF_SSIM", "SSIM"): partial(perceptual.mef_ssim_and_ssim, dtype=torch.float32)},
+    shared={
+        ("MEF_SSIM", "SSIM"): partial(perceptual.mef_ssim_and_ssim, dtype=torch.float32),
+        ("Qabf", "Nabf"): partial(gradient.qabf_and_nabf, dtype=torch.float32),
+    },
 )
 
 VIFB = Convention(

@@ -49,10 +49,9 @@ def edge_intensity(f: torch.Tensor) -> torch.Tensor:
 _TG, _KG, _DG, _TA, _KA, _DA = 0.9994, -15.0, 0.5, 0.9879, -22.0, 0.8
 
 
-def _sobel_stack(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, padding: str) -> tuple[torch.Tensor, ...]:
-    """Sobel responses of F, A and B in one pass: (sx, sy, sx^2 + sy^2), each (B, 3, H, W) in F, A, B order."""
-    sx, sy = sobel(torch.cat([f, a, b], 1), padding)
-    return sx, sy, torch.addcmul(sx * sx, sy, sy)
+def _sobel_fab(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, padding: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sobel responses (sx, sy) of F, A and B in one pass, each (B, 3, H, W) in F, A, B order."""
+    return sobel(torch.cat([f, a, b], 1), padding)
 
 
 def _ratio(g: torch.Tensor, gf: torch.Tensor) -> torch.Tensor:
@@ -68,7 +67,11 @@ def qabf(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype =
     the strength ratio G to gF (not 1) where gA == gF, so a tie changes the value discontinuously; ties are
     therefore found in float64, on the exact squared Sobel strengths.
     """
-    sx, sy, s2 = _sobel_stack(f, a, b, "zeros")
+    return _qabf(*_sobel_fab(f, a, b, "zeros"), dtype)
+
+
+def _qabf(sx: torch.Tensor, sy: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    s2 = torch.addcmul(sx * sx, sy, sy)
     tie = s2[:, 1:] == s2[:, :1]  # (B, 2, H, W): A and B against F
     g = s2.to(dtype).sqrt_()
     sx, sy = sx.to(dtype), sy.to(dtype)
@@ -80,6 +83,26 @@ def qabf(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype =
     num = (q * gs).flatten(1).sum(1, dtype=torch.float64)
     den = gs.flatten(1).sum(1, dtype=torch.float64)
     return (num / den.clamp_min(1e-300)).where(den > 0, torch.zeros_like(den))
+
+
+def qabf_and_nabf(
+    f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype = torch.float64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Qabf and Nabf (levels 0-255) from one Sobel pass: Nabf's mirror-padded responses differ from Qabf's
+    zero-padded ones only on the outer rows and columns, which are recomputed from two-pixel strips."""
+    x = torch.cat([f, a, b], 1)
+    sx, sy = sobel(x, "zeros")
+    q = _qabf(sx, sy, dtype)
+    h, w = x.shape[-2:]
+    if min(h, w) < 2:  # as nabf: a 1-pixel side cannot be mirrored
+        return q, torch.zeros_like(q)
+    sx, sy = sx.clone(), sy.clone()
+    top, bottom = (sobel(x[..., r, :], "reflect") for r in (slice(0, 2), slice(h - 2, h)))
+    left, right = (sobel(x[..., c], "reflect") for c in (slice(0, 2), slice(w - 2, w)))
+    for out, t, bo, le, ri in zip((sx, sy), top, bottom, left, right, strict=True):
+        out[..., 0, :], out[..., -1, :] = t[..., 0, :], bo[..., -1, :]
+        out[..., :, 0], out[..., :, -1] = le[..., :, 0], ri[..., :, -1]
+    return q, _nabf(sx, sy, dtype)
 
 
 # Kumar's Nabf constants (Petrovic's model with his modified artefact term)
@@ -104,7 +127,11 @@ def nabf(
     f, a, b = f * scale, a * scale, b * scale
     if min(f.shape[-2:]) < 2:  # a 1-pixel side cannot be mirrored: no gradient, no artefact
         return torch.zeros(f.shape[0], dtype=torch.float64, device=f.device)
-    sx, gh, s2 = _sobel_stack(f, a, b, "reflect")
+    return _nabf(*_sobel_fab(f, a, b, "reflect"), dtype)
+
+
+def _nabf(sx: torch.Tensor, gh: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    s2 = torch.addcmul(sx * sx, gh, gh)
     artefact = (s2[:, :1] > s2[:, 1:]).all(1, keepdim=True)  # F stronger than both sources
     heavy = s2[:, 1:] >= 64 * _N["Td"] ** 2  # g / 8 >= Td
     sx, gh = sx.to(dtype), torch.sub(0.0, gh).to(dtype)  # -sy, +0 (not -0) where sy = 0 as in the reference
