@@ -297,3 +297,24 @@ def test_compare_two_folds(shared_data, tmp_path, capsys):
     assert "| ir | 2 |" in (tmp_path / "compare.md").read_text()
     (tmp_path / "test.txt").write_text("nope\n")
     assert rgbt(args) == 2 and "nope is not in the dataset" in capsys.readouterr().err
+
+
+def test_wandb_offline_run_records_losses_map_and_box_images(shared_data, tmp_path, monkeypatch):
+    """The default loggers with W&B offline (no account): loss terms, mAP and the box panels reach the run."""
+    from fusion.cli import main as rgbt
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    args = ["detect", "fit", "--config", "experiments/detect_msrs.yaml"]
+    args += ["--trainer.default_root_dir", str(tmp_path / "run")]
+    args += ["--trainer.callbacks.init_args.dirpath", str(tmp_path)]
+    args += ["--trainer.enable_progress_bar", "false", "--model.init_args.model.init_args.width", "8"]
+    args += ["--data.scale", "0.25", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2"]
+    args += ["--trainer.log_every_n_steps", "1", "--trainer.check_val_every_n_epoch", "1"]
+    assert rgbt([*args, "--trainer.num_sanity_val_steps", "0"]) == 0
+    (run,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    assert len(list((run / "files" / "media" / "images" / "val").glob("boxes*.png"))) == 2  # model.panels
+    history = next(run.glob("run-*.wandb")).read_bytes()  # W&B's own record file: keys are stored as text
+    for key in (b"train/total", b"train/cls", b"val/mAP50", b"val/mAP", b"val/AP50/person", b"val/boxes0"):
+        assert key in history, key
+    assert (tmp_path / "run" / "logs" / "version_0" / "metrics.csv").is_file()  # the CSV logger beside it

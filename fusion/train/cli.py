@@ -64,10 +64,21 @@ def make_cli(args: list[str], run: bool = True, datamodule_class=None):
     )
 
 
+def _finish_wandb(trainer) -> None:
+    """Close the command's W&B run so its files are complete when the command returns (not only when the
+    process exits: a notebook, a test or ``rgbt detect compare`` goes on to start other runs)."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish()
+
+
 def main(args: list[str], datamodule_class=None, prog: str = "rgbt") -> None:
     """Entry point for ``rgbt fit|validate|test``; config mistakes become one line."""
     try:
-        make_cli(args, datamodule_class=datamodule_class)
+        cli = make_cli(args, datamodule_class=datamodule_class)
+        _finish_wandb(cli.trainer)
     except SystemExit as e:  # jsonargparse reports config errors by exiting 2 after printing them
         if e.code not in (0, None):
             raise RgbtError(f"{prog} {args[0]}: invalid arguments or config (see the message above)") from None
