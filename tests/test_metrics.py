@@ -203,12 +203,23 @@ def scene(seed, h=72, w=88):
 
 
 def test_filter_helpers_match_references():
-    from fusion.metrics._kernels import filter_valid, flat_windows, gaussian_window
+    import torch.nn.functional as F
+
+    from fusion.metrics._kernels import SOBEL_X, SOBEL_Y, filter_valid, flat_windows, gaussian_window, sobel
 
     x = torch.randint(0, 3, (2, 3, 30, 34)).double()
-    x[:, :, 4:20, 6:25] = 7.0
-    brute = x.unfold(2, 5, 1).unfold(3, 5, 1).flatten(-2).std(-1) == 0
-    assert torch.equal(flat_windows(x, 5), brute) and brute.any() and not brute.all()
+    x[:, :, 4:24, 6:28] = 7.0
+    for size in (1, 2, 3, 5, 8, 11, 17):  # running maxima by doubling: powers of two and the rest
+        brute = x.unfold(2, size, 1).unfold(3, size, 1).flatten(-2).std(-1, correction=0) == 0
+        assert torch.equal(flat_windows(x, size), brute) and brute.any(), size
+    assert not flat_windows(x, 5).all()
+    # Separable Sobel equals the 3x3 correlation with MATLAB's kernels, for every padding
+    y = rand(2, 3, 9, 12, seed=40).double() * 255
+    for pad in ("zeros", "replicate", "reflect"):
+        yp = F.pad(y, (1, 1, 1, 1)) if pad == "zeros" else F.pad(y, (1, 1, 1, 1), mode=pad)
+        for got, k in zip(sobel(y, pad), (SOBEL_X, SOBEL_Y), strict=True):
+            want = F.conv2d(yp, torch.tensor(k, dtype=y.dtype).expand(3, 1, 3, 3), groups=3)
+            assert torch.allclose(got, want, atol=1e-9), pad
     g = gaussian_window(9, 1.8)
     for c in (1, 3, 6, 9, 17):  # channel groups of 8 and padded remainders
         y = rand(1, c, 40, 45, seed=c).double() * 255
