@@ -58,7 +58,7 @@ def _fast_even_len(n: int) -> int:
     return m
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)  # a dataset has one or a few sizes; the spectra of a 1280x1024 image take ~20 MB
 def _qcb_filters(h: int, w: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, tuple]:
     """Chen-Blum's frequency responses for an h x w image, cached per size: the DoG contrast-sensitivity filter
     (h, w // 2 + 1), and the two unnormalised 31x31 Gaussians (sigma 2 and 4) as spectra (2, H, W // 2 + 1) of
@@ -115,7 +115,7 @@ def _block_sum(x: torch.Tensor, size: int = 16) -> torch.Tensor:
     return F.avg_pool2d(x, size) * size * size
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)
 def _qcv_filter(h: int, w: int, device: torch.device) -> torch.Tensor:
     """Chen-Varshney's contrast-sensitivity response for an h x w image (h, w // 2 + 1), cached per size."""
     r = _radius(h, w, w / 8, h / 8, device)
