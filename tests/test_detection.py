@@ -224,6 +224,7 @@ def test_lightning_fit_test_predict_and_cli(shared_data, tmp_path, capsys):
     )
     ckpt = tmp_path / "ckpt" / "last.ckpt"
     assert ckpt.is_file()
+    trained_with = (tmp_path / "config.yaml").read_text()  # fit records its config beside the run
     out = tmp_path / "pred"
     assert (
         rgbt(
@@ -242,6 +243,20 @@ def test_lightning_fit_test_predict_and_cli(shared_data, tmp_path, capsys):
         == 0
     )
     assert len(list(out.glob("*.png"))) == 5 and json.loads((out / "detections.json").read_text()) is not None
+    assert (tmp_path / "config.yaml").read_text() == trained_with, "predict replaced the record of the fit"
+    capsys.readouterr()
+    # checkpoint mistakes are one line each: another width, a truncated file, a missing file
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(ckpt.read_bytes()[:4096])
+    for path, width, message in [
+        (ckpt, "16", "does not fit the model in the config"),
+        (truncated, "8", "cannot be read (truncated or corrupt)"),
+        (tmp_path / "missing.ckpt", "8", "no such checkpoint"),
+    ]:
+        args = [*common, "--model.init_args.model.init_args.width", width, "--trainer.logger", "false"]
+        assert rgbt(["detect", "test", *args, "--ckpt_path", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and str(path) in err and "Traceback" not in err
     assert (
         rgbt(
             [

@@ -14,6 +14,7 @@ across processes (``trainer.use_distributed_sampler: false``, set in every confi
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 
 from fusion.errors import RgbtError
@@ -52,6 +53,10 @@ def make_cli(args: list[str], run: bool = True, datamodule_class=None):
         def __init__(self, *a, **k):
             super().__init__(*a, **{**k, "overwrite": True})
 
+        def setup(self, trainer, pl_module, stage: str) -> None:
+            if stage == "fit":  # test/predict must not replace the record of how the checkpoint was trained
+                super().setup(trainer, pl_module, stage)
+
     sys.argv = sys.argv[:1]  # LightningCLI reads args only (it warns when sys.argv holds them too)
     return FusionCLI(
         LightningModule,
@@ -74,8 +79,45 @@ def _finish_wandb(trainer) -> None:
             logger.experiment.finish()
 
 
+def _arg(args: list[str], name: str) -> str | None:
+    """The value of ``--name X`` or ``--name=X`` in ``args`` (the last one wins, as in jsonargparse)."""
+    value = None
+    for i, a in enumerate(args):
+        if a == name and i + 1 < len(args):
+            value = args[i + 1]
+        elif a.startswith(name + "="):
+            value = a[len(name) + 1 :]
+    return value
+
+
+def _mismatch(err: RuntimeError, ckpt: str | None) -> RgbtError | None:
+    """A checkpoint that does not fit the config's model, as one line (torch lists every tensor)."""
+    msg = str(err)
+    if "Error(s) in loading state_dict" not in msg:
+        return None
+    lines = [ln.strip() for ln in msg.splitlines()[1:] if ln.strip()]
+    first = lines[0].rstrip(".") if lines else "different parameters"
+    more = f" and {len(lines) - 1} more" if len(lines) > 1 else ""
+    where = os.path.join(os.path.dirname(ckpt), "config.yaml") if ckpt else "<run>/config.yaml"
+    return RgbtError(
+        f"{ckpt or 'checkpoint'}: does not fit the model in the config ({first}{more}); "
+        f"pass the config it was trained with (fit writes it to {where}) or the same --model options"
+    )
+
+
+def _unreadable(err: Exception, ckpt: str | None) -> RgbtError:
+    """A truncated or foreign checkpoint file, as one line."""
+    kind = "truncated or corrupt" if "PytorchStreamReader" in str(err) else "not a torch checkpoint"
+    name = ckpt or "checkpoint"
+    return RgbtError(f"{name}: cannot be read ({kind}); pass a .ckpt that fit wrote, e.g. <run>/last.ckpt")
+
+
 def main(args: list[str], datamodule_class=None, prog: str = "rgbt") -> None:
     """Entry point for ``rgbt fit|validate|test``; config mistakes become one line."""
+    ckpt = _arg(args, "--ckpt_path")
+    local = ckpt and "://" not in ckpt and ckpt not in ("last", "best", "hpc", "registry")
+    if local and not os.path.isfile(ckpt):  # before a logger starts a run for nothing
+        raise RgbtError(f"{ckpt}: no such checkpoint; pass the .ckpt that fit wrote, e.g. <run>/last.ckpt")
     try:
         cli = make_cli(args, datamodule_class=datamodule_class)
         _finish_wandb(cli.trainer)
@@ -84,5 +126,12 @@ def main(args: list[str], datamodule_class=None, prog: str = "rgbt") -> None:
             raise RgbtError(f"{prog} {args[0]}: invalid arguments or config (see the message above)") from None
         raise
     except FileNotFoundError as e:
-        raise RgbtError(f"{e.filename}: no such file") from None
+        raise RgbtError(f"{e.filename or e}: no such file") from None
+    except (pickle.UnpicklingError, EOFError) as e:
+        raise _unreadable(e, ckpt) from None
+    except RuntimeError as e:
+        err = _mismatch(e, ckpt) or (_unreadable(e, ckpt) if "PytorchStreamReader" in str(e) else None)
+        if err is None:
+            raise
+        raise err from None
     sys.stdout.flush()
