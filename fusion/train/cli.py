@@ -98,11 +98,27 @@ def _mismatch(err: RuntimeError, ckpt: str | None) -> RgbtError | None:
     lines = [ln.strip() for ln in msg.splitlines()[1:] if ln.strip()]
     first = lines[0].rstrip(".") if lines else "different parameters"
     more = f" and {len(lines) - 1} more" if len(lines) > 1 else ""
-    where = os.path.join(os.path.dirname(ckpt), "config.yaml") if ckpt else "<run>/config.yaml"
     return RgbtError(
-        f"{ckpt or 'checkpoint'}: does not fit the model in the config ({first}{more}); "
-        f"pass the config it was trained with (fit writes it to {where}) or the same --model options"
+        f"{ckpt or 'checkpoint'}: does not fit the model in the config ({first}{more}); pass the config it was "
+        f"trained with ({_saved_config(ckpt)}) or the same --model options"
     )
+
+
+def _saved_config(ckpt: str | None) -> str:
+    """Where fit saved the config of the run that wrote ``ckpt``: beside it, or in a log folder below or above."""
+    import glob
+
+    if ckpt:
+        here = os.path.dirname(os.path.abspath(ckpt))
+        found = [
+            f
+            for d in (here, os.path.dirname(here))
+            for f in [os.path.join(d, "config.yaml"), *glob.glob(os.path.join(d, "logs", "*", "config.yaml"))]
+            if os.path.isfile(f)
+        ]
+        if found:
+            return os.path.relpath(max(found, key=os.path.getmtime))
+    return "fit saves it as config.yaml in the run's log folder"
 
 
 def _unreadable(err: Exception, ckpt: str | None) -> RgbtError:
