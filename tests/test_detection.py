@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -328,7 +330,11 @@ def test_wandb_offline_run_records_losses_map_and_box_images(shared_data, tmp_pa
     args += ["--trainer.log_every_n_steps", "1", "--trainer.check_val_every_n_epoch", "1"]
     assert rgbt([*args, "--trainer.num_sanity_val_steps", "0"]) == 0
     (run,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
-    assert len(list((run / "files" / "media" / "images" / "val").glob("boxes*.png"))) == 2  # model.panels
+    panels = sorted((run / "files" / "media" / "images" / "val").glob("boxes*.png"))
+    assert len(panels) == 2  # model.panels
+    for f in panels:  # 8-bit images of the scene (not [0, 1] values cast to 0 and 1), ground truth in white
+        img = cv2.imread(str(f))
+        assert img.shape == (120, 160, 3) and img.max() == 255 and np.unique(img).size > 50, f
     history = next(run.glob("run-*.wandb")).read_bytes()  # W&B's own record file: keys are stored as text
     for key in (b"train/total", b"train/cls", b"val/mAP50", b"val/mAP", b"val/AP50/person", b"val/boxes0"):
         assert key in history, key

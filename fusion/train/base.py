@@ -27,8 +27,9 @@ def log_panel(trainer: pl.Trainer | None, key: str, panel: torch.Tensor, step: i
     from fusion.io import write_png
 
     for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            logger.log_image(key=key, images=[panel[0].float().cpu().permute(1, 2, 0).squeeze(-1).numpy()], step=step)
+        if isinstance(logger, WandbLogger):  # wandb.Image casts floats to uint8 as they are (0.31: no rescale)
+            img = (panel[0].float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+            logger.log_image(key=key, images=[img.permute(1, 2, 0).squeeze(-1).numpy()], step=step)
         elif getattr(logger, "log_dir", None):
             write_png(Path(logger.log_dir) / "panels" / f"{key.replace('/', '_')}_step{step:07d}.png", panel.cpu())
 
