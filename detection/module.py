@@ -16,6 +16,7 @@ from detection.data import DetectionSet, collate
 from detection.draw import draw_detections
 from detection.loss import FCOSLoss
 from fusion.data import KNOWN_DATASETS, resolve_data_root
+from fusion.errors import RgbtError
 from fusion.train.base import log_panel
 
 
@@ -33,6 +34,7 @@ class DetectionModule(pl.LightningModule):
         panels: validation images drawn and logged per epoch.
         predict_out: folder where ``predict`` writes each image with its boxes (PNG) and ``detections.json``
             (COCO-style results, boxes in the image file's pixels).
+        overwrite: let ``predict`` write into a ``predict_out`` that already holds files.
     """
 
     def __init__(
@@ -45,11 +47,12 @@ class DetectionModule(pl.LightningModule):
         classes: list[str] | None = None,
         panels: int = 2,
         predict_out: str | None = None,
+        overwrite: bool = False,
     ):
         super().__init__()
         # predict_out is a run setting, not a hyperparameter: a checkpoint's value must not replace the command's
-        self.save_hyperparameters(ignore=["model", "loss", "predict_out"])
-        self.predict_out = predict_out
+        self.save_hyperparameters(ignore=["model", "loss", "predict_out", "overwrite"])
+        self.predict_out, self.overwrite = predict_out, overwrite
         self.model, self.loss = model, loss if loss is not None else FCOSLoss()
         self.classes = classes or [f"class{k}" for k in range(model.num_classes)]
         self._outputs: list[tuple[Target, Detections]] = []
@@ -93,6 +96,12 @@ class DetectionModule(pl.LightningModule):
 
     def on_predict_epoch_start(self):
         self._predictions: list[tuple[str, Detections]] = []
+        out = Path(self.predict_out) if self.predict_out else None
+        if out is not None and out.is_dir() and any(out.iterdir()) and not self.overwrite:
+            raise RgbtError(
+                f"{out}: already holds files; choose another --model.init_args.predict_out "
+                "or pass --model.init_args.overwrite true"
+            )
 
     def on_predict_epoch_end(self):
         if not self.predict_out:

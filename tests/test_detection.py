@@ -247,6 +247,12 @@ def test_lightning_fit_test_predict_and_cli(shared_data, tmp_path, capsys):
     assert len(list(out.glob("*.png"))) == 5 and json.loads((out / "detections.json").read_text()) is not None
     assert (tmp_path / "config.yaml").read_text() == trained_with, "predict replaced the record of the fit"
     capsys.readouterr()
+    again = ["detect", "predict", *common, "--ckpt_path", str(ckpt), "--model.init_args.predict_out", str(out)]
+    before = {f: f.stat().st_mtime_ns for f in out.iterdir()}
+    assert rgbt([*again, "--trainer.logger", "false"]) == 2  # earlier predictions stay unless asked
+    assert "already holds files" in capsys.readouterr().err
+    assert {f: f.stat().st_mtime_ns for f in out.iterdir()} == before
+    assert rgbt([*again, "--trainer.logger", "false", "--model.init_args.overwrite", "true"]) == 0
     # checkpoint mistakes are one line each: another width, a truncated file, a missing file
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(ckpt.read_bytes()[:4096])
