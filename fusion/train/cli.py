@@ -13,6 +13,7 @@ across processes (``trainer.use_distributed_sampler: false``, set in every confi
 
 from __future__ import annotations
 
+import glob
 import os
 import pickle
 import sys
@@ -90,24 +91,25 @@ def _arg(args: list[str], name: str) -> str | None:
     return value
 
 
-def _mismatch(err: RuntimeError, ckpt: str | None) -> RgbtError | None:
-    """A checkpoint that does not fit the config's model, as one line (torch lists every tensor)."""
-    msg = str(err)
+def _ckpt_error(err: Exception, ckpt: str | None) -> RgbtError | None:
+    """A checkpoint that cannot be read or does not fit the config's model, as one line; None for other errors."""
+    msg, name = str(err), ckpt or "checkpoint"
+    if ckpt and (isinstance(err, (pickle.UnpicklingError, EOFError)) or "PytorchStreamReader" in msg):
+        kind = "truncated or corrupt" if "PytorchStreamReader" in msg else "not a torch checkpoint"
+        return RgbtError(f"{name}: cannot be read ({kind}); pass a .ckpt that fit wrote, e.g. <run>/last.ckpt")
     if "Error(s) in loading state_dict" not in msg:
         return None
-    lines = [ln.strip() for ln in msg.splitlines()[1:] if ln.strip()]
+    lines = [ln.strip() for ln in msg.splitlines()[1:] if ln.strip()]  # torch lists every tensor
     first = lines[0].rstrip(".") if lines else "different parameters"
     more = f" and {len(lines) - 1} more" if len(lines) > 1 else ""
     return RgbtError(
-        f"{ckpt or 'checkpoint'}: does not fit the model in the config ({first}{more}); pass the config it was "
+        f"{name}: does not fit the model in the config ({first}{more}); pass the config it was "
         f"trained with ({_saved_config(ckpt)}) or the same --model options"
     )
 
 
 def _saved_config(ckpt: str | None) -> str:
     """Where fit saved the config of the run that wrote ``ckpt``: beside it, or in a log folder below or above."""
-    import glob
-
     if ckpt:
         here = os.path.dirname(os.path.abspath(ckpt))
         found = [
@@ -119,13 +121,6 @@ def _saved_config(ckpt: str | None) -> str:
         if found:
             return os.path.relpath(max(found, key=os.path.getmtime))
     return "fit saves it as config.yaml in the run's log folder"
-
-
-def _unreadable(err: Exception, ckpt: str | None) -> RgbtError:
-    """A truncated or foreign checkpoint file, as one line."""
-    kind = "truncated or corrupt" if "PytorchStreamReader" in str(err) else "not a torch checkpoint"
-    name = ckpt or "checkpoint"
-    return RgbtError(f"{name}: cannot be read ({kind}); pass a .ckpt that fit wrote, e.g. <run>/last.ckpt")
 
 
 def main(args: list[str], datamodule_class=None, prog: str = "rgbt") -> None:
@@ -143,10 +138,8 @@ def main(args: list[str], datamodule_class=None, prog: str = "rgbt") -> None:
         raise
     except FileNotFoundError as e:
         raise RgbtError(f"{e.filename or e}: no such file") from None
-    except (pickle.UnpicklingError, EOFError) as e:
-        raise _unreadable(e, ckpt) from None
-    except RuntimeError as e:
-        err = _mismatch(e, ckpt) or (_unreadable(e, ckpt) if "PytorchStreamReader" in str(e) else None)
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as e:
+        err = _ckpt_error(e, ckpt)
         if err is None:
             raise
         raise err from None
