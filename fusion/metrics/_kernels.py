@@ -82,6 +82,13 @@ def filter_valid(x: torch.Tensor, g: torch.Tensor, dtype: torch.dtype = torch.fl
     return y if stride == 1 else y[..., ::stride, ::stride]
 
 
+def min_max_ratio(x: torch.Tensor, y: torch.Tensor, both_zero: float) -> torch.Tensor:
+    """Elementwise min(x, y) / max(x, y) of non-negative maps; ``both_zero`` where both are 0 (equal
+    non-zero values give exactly 1)."""
+    lo, hi = torch.minimum(x, y), torch.maximum(x, y)
+    return torch.where(hi > 0, lo / hi, both_zero)
+
+
 def _window_max(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     """'valid' running maximum over ``size`` along ``dim``: maxima over 2, 4, 8, ... by doubling, then two
     overlapping power-of-two windows (elementwise maxima; several times faster than CPU max pooling)."""

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from fusion.metrics._kernels import matlab_gradient, sobel
+from fusion.metrics._kernels import matlab_gradient, min_max_ratio, sobel
 
 
 def spatial_frequency(f: torch.Tensor, variant: str = "standard") -> torch.Tensor:
@@ -54,12 +54,6 @@ def _sobel_fab(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, padding: str) 
     return sobel(torch.cat([f, a, b], 1), padding)
 
 
-def _ratio(g: torch.Tensor, gf: torch.Tensor) -> torch.Tensor:
-    """min(g, gF) / max(g, gF); 1 where they are equal, also where both are 0."""
-    lo, hi = torch.minimum(g, gf), torch.maximum(g, gf)
-    return torch.where(hi > lo, lo / hi, 1.0)
-
-
 def qabf(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Qabf (Xydeas and Petrovic 2000) as in the VIFB, tang and cddfuse codes; 0 when no source has an edge.
 
@@ -77,7 +71,7 @@ def _qabf(sx: torch.Tensor, sy: torch.Tensor, dtype: torch.dtype) -> torch.Tenso
     sx, sy = sx.to(dtype), sy.to(dtype)
     ang = torch.where(sx != 0, torch.atan(sy / sx), math.pi / 2)  # MATLAB atan(sy/sx), pi/2 where sx = 0
     gf, gs = g[:, :1], g[:, 1:]
-    gr = torch.where(tie, gf, _ratio(gs, gf))  # the tie quirk: gF where gA == gF
+    gr = torch.where(tie, gf, min_max_ratio(gs, gf, 1.0))  # the tie quirk: gF where gA == gF
     ar = 1 - (ang[:, 1:] - ang[:, :1]).abs_().mul_(2 / math.pi)
     q = torch.sigmoid((gr - _DG) * -_KG).mul_(torch.sigmoid((ar - _DA) * -_KA)).mul_(_TG * _TA)
     num = (q * gs).flatten(1).sum(1, dtype=torch.float64)
@@ -138,8 +132,7 @@ def _nabf(sx: torch.Tensor, gh: torch.Tensor, dtype: torch.dtype) -> torch.Tenso
     ang = torch.where((sx == 0) & (gh == 0), 0.0, torch.atan(sx / gh))  # atan(gv / gh), 0 where both are 0
     g = s2.to(dtype).sqrt_()
     gf, gs = g[:, :1], g[:, 1:]
-    lo, hi = torch.minimum(gs, gf), torch.maximum(gs, gf)
-    gr = torch.where(hi > 0, lo / hi, 0.0)  # min / max, 0 where either strength is 0
+    gr = min_max_ratio(gs, gf, 0.0)  # 0 where both strengths are 0 (and where one is: 0 / g)
     ar = ((ang[:, 1:] - ang[:, :1]).abs_() - math.pi / 2).abs_().mul_(2 / math.pi)
     # Q^2 = c s_g s_a with sigmoids s = 1 - u; near a perfect fusion 1 - Q is small, so it is computed from
     # the complements u = sigmoid(-z): 1 - Q^2 = (1 - c) + c (u_g + u_a s_g), then 1 - Q = (1 - Q^2) / (1 + Q).

@@ -18,6 +18,7 @@ from fusion.metrics import structural
 from fusion.metrics._kernels import (
     filter_valid,
     gaussian_window,
+    min_max_ratio,
     round_half_up,
     sobel,
 )
@@ -98,14 +99,11 @@ def qcb(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype = 
     c = (c2 * c).div_(c2 + z)
     ca, cb, cf = c[:, 0:1], c[:, 1:2], c[:, 2:3]
 
-    def preserve(c: torch.Tensor) -> torch.Tensor:
-        lo, hi = torch.minimum(c, cf), torch.maximum(c, cf)
-        return torch.where(hi > 0, lo / hi, 1.0)
-
     a2, b2 = ca * ca, cb * cb
     den = a2 + b2
     la = torch.where(den > 0, a2 / den, 0.5)
-    return (la * preserve(ca) + (1 - la) * preserve(cb)).flatten(1).mean(1, dtype=torch.float64)
+    q = la * min_max_ratio(ca, cf, 1.0) + (1 - la) * min_max_ratio(cb, cf, 1.0)  # contrast preserved
+    return q.flatten(1).mean(1, dtype=torch.float64)
 
 
 def _block_sum(x: torch.Tensor, size: int = 16) -> torch.Tensor:
