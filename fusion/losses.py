@@ -185,3 +185,67 @@ class DDcGANLoss(nn.Module):
         }
         terms["total"] = self.adv_weight * (terms["adv_vis"] + terms["adv_ir"]) + self.content_weight * c["total"]
         return terms
+
+
+def feature_cc(a: torch.Tensor, b: torch.Tensor, eps: float = 1.1920929e-07) -> torch.Tensor:
+    """Mean over batch and channels of the Pearson correlation of two (B, C, H, W) feature maps (CDDFuse's ``cc``).
+
+    Returns:
+        Scalar in [-1, 1]: 1 for feature maps that are positive multiples of each other.
+    """
+    a = a.flatten(2) - a.flatten(2).mean(-1, keepdim=True)
+    b = b.flatten(2) - b.flatten(2).mean(-1, keepdim=True)
+    r = (a * b).sum(-1) / (eps + a.square().sum(-1).sqrt() * b.square().sum(-1).sqrt())
+    return r.clamp(-1, 1).mean()
+
+
+def decomposition_loss(vis_base, ir_base, vis_detail, ir_detail) -> dict[str, torch.Tensor]:
+    """CDDFuse's correlation-driven decomposition: ``cc(detail)^2 / (1.01 + cc(base))``.
+
+    Low when the base features of the two sources correlate (shared, low-frequency content) and their detail
+    features do not (modality-specific content). Returns ``{"cc_base", "cc_detail", "decomp"}``.
+    """
+    cc_b, cc_d = feature_cc(vis_base, ir_base), feature_cc(vis_detail, ir_detail)
+    return {"cc_base": cc_b, "cc_detail": cc_d, "decomp": cc_d.square() / (1.01 + cc_b)}
+
+
+class CDDFuseLoss(nn.Module):
+    """CDDFuse's two training phases (Zhao et al., CVPR 2023), weights as in the official ``train.py``.
+
+    - Phase I (``phase1``), the encoder and decoder reconstruct each source:
+      ``sum over sources (w_rec_ssim * SSIMLoss + MSE) + w_rec_grad * L1(grad vis_hat, grad vis) + w_decomp * decomp``
+      with kornia's SSIM loss ``(1 - SSIM) / 2`` (11x11) and kornia's normalised Sobel gradient.
+    - Phase II (``phase2``), fusion: ``fusion(F, vis, ir) + w_decomp * decomp``. The official code's fusion term is
+      SeAFusion's ``int + 10 grad`` (``FusionLoss(w_int=1, w_grad=10, w_ssim=0)``); the config adds SSIM.
+
+    Both return a dict of named terms with ``total``.
+    """
+
+    def __init__(
+        self,
+        fusion: nn.Module | None = None,
+        w_decomp: float = 2.0,
+        w_rec_ssim: float = 5.0,
+        w_rec_grad: float = 5.0,
+    ):
+        super().__init__()
+        self.fusion = fusion if fusion is not None else FusionLoss(w_int=1.0, w_grad=10.0, w_ssim=0.0)
+        self.w_decomp, self.w_rec_ssim, self.w_rec_grad = w_decomp, w_rec_ssim, w_rec_grad
+
+    def phase1(self, vis, ir, vis_hat, ir_hat, feats: dict) -> dict[str, torch.Tensor]:
+        from kornia.losses import ssim_loss as kornia_ssim_loss
+
+        rec = {
+            f"rec_{k}": self.w_rec_ssim * kornia_ssim_loss(x, x_hat, 11) + F.mse_loss(x, x_hat)
+            for k, x, x_hat in (("vis", vis, vis_hat), ("ir", ir, ir_hat))
+        }
+        grad = F.l1_loss(spatial_gradient(vis), spatial_gradient(vis_hat))
+        d = decomposition_loss(feats["vis_base"], feats["ir_base"], feats["vis_detail"], feats["ir_detail"])
+        total = rec["rec_vis"] + rec["rec_ir"] + self.w_decomp * d["decomp"] + self.w_rec_grad * grad
+        return {**rec, "rec_grad": grad, **d, "total": total}
+
+    def phase2(self, fused, vis, ir, feats: dict) -> dict[str, torch.Tensor]:
+        terms = self.fusion(fused, vis, ir)
+        d = decomposition_loss(feats["vis_base"], feats["ir_base"], feats["vis_detail"], feats["ir_detail"])
+        return {**{k: v for k, v in terms.items() if k != "total"}, **d,
+                "total": terms["total"] + self.w_decomp * d["decomp"]}  # fmt: skip

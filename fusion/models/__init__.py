@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from fusion.errors import RgbtError, short
+from fusion.models.cddfuse import CDDFuse
 from fusion.models.ddcgan import DDcGANDiscriminator, DDcGANGenerator
 from fusion.models.densefuse import DenseFuse
 from fusion.models.swinfusion import SwinFusion
@@ -24,6 +25,7 @@ from fusion.models.tiling import Tiled, tiled_forward
 
 __all__ = [
     "MODELS",
+    "CDDFuse",
     "DDcGANDiscriminator",
     "DDcGANGenerator",
     "DenseFuse",
@@ -36,7 +38,12 @@ __all__ = [
     "tiled_forward",
 ]
 
-MODELS: dict[str, type[nn.Module]] = {"densefuse": DenseFuse, "ddcgan": DDcGANGenerator, "swinfusion": SwinFusion}
+MODELS: dict[str, type[nn.Module]] = {
+    "densefuse": DenseFuse,
+    "ddcgan": DDcGANGenerator,
+    "swinfusion": SwinFusion,
+    "cddfuse": CDDFuse,
+}
 
 
 def weights_dir() -> Path:
@@ -73,40 +80,78 @@ def save_weights(model: nn.Module, path: str | Path, meta: dict | None = None) -
     return Path(path)
 
 
-def load_model(path: str | Path, expect: str | None = None, **overrides) -> nn.Module:
-    """Rebuild a network from a weight file or a Lightning checkpoint (eval mode, CPU).
-
-    Args:
-        expect: the model name the caller wants (e.g. the ``--method``); a mismatch is an error.
-        overrides: constructor arguments to change (e.g. DenseFuse's ``strategy``).
+def read_checkpoint(path: str | Path, hint: str = "check the path"):
+    """``torch.load`` a user's file without unpickling code: tensors, containers and plain values only.
 
     Raises:
-        RgbtError: missing or unreadable file, a file without a fusion model, or the wrong model.
+        RgbtError: missing file, or a file that is corrupt or holds anything else (a pickled object would run
+            code when unpickled, so it is refused).
     """
     path = Path(path)
     if not path.is_file():
-        hint = "train one with rgbt fit, or pass --ckpt" if expect else "check the path"
         raise RgbtError(f"{short(path)}: no such weight file; {hint}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # torch raises many types for corrupt files
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt files; UnpicklingError for disallowed objects
+        if "GLOBAL" in str(e) or "Unsupported global" in str(e):  # a pickled object: code would run
+            raise RgbtError(
+                f"{short(path)}: holds Python objects other than weights, which are never unpickled here; "
+                "re-export it as a state_dict (torch.save(model.state_dict(), path))"
+            ) from None
         raise RgbtError(
             f"{short(path)}: not a readable weight file ({type(e).__name__}); re-download or retrain"
         ) from None
-    if not isinstance(ckpt, dict) or "fusion_model" not in ckpt:
-        raise RgbtError(f"{short(path)}: no fusion model in this file; use a checkpoint written by rgbt fit")
-    spec = dict(ckpt["fusion_model"])
+
+
+def load_model(path: str | Path, expect: str | None = None, official: bool = False, **overrides) -> nn.Module:
+    """Rebuild a network from a weight file, a Lightning checkpoint or an official checkpoint (eval mode, CPU).
+
+    Official files (densefuse-pytorch ``.model``, SwinFusion ``<iter>_E.pth``, ``CDDFuse_IVF.pth``) are
+    recognised by their keys (:mod:`fusion.models.official`); the model's ``source`` attribute records which
+    format the weights came from.
+
+    Args:
+        expect: the model name the caller wants (e.g. the ``--method``); a mismatch is an error.
+        official: build the network as the official test script runs it (:data:`official.OFFICIAL_CONFIG`).
+        overrides: constructor arguments to change (e.g. DenseFuse's ``strategy``).
+
+    Raises:
+        RgbtError: missing or unreadable file, an unknown format, or the wrong model.
+    """
+    from fusion.models import official as O
+
+    path = Path(path)
+    ckpt = read_checkpoint(path, "train one with rgbt fit, or pass --ckpt" if expect else "check the path")
+    fmt = O.detect(ckpt)
+    if isinstance(ckpt, dict) and "fusion_model" in ckpt:
+        spec, state, source = dict(ckpt["fusion_model"]), ckpt.get("state_dict", {}), "rgbt"
+        if any(k.startswith("model.") for k in state):  # Lightning checkpoint: keep the network's own weights
+            state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+            source = "rgbt fit checkpoint"
+    elif fmt is not None:
+        spec, state, source = {"name": fmt, "config": {}}, O.convert(fmt, ckpt), f"official {fmt} checkpoint"
+    else:
+        raise RgbtError(f"{short(path)}: not a known weight format; expected {O.FORMATS}")
     if expect and spec.get("name") != expect:
         raise RgbtError(
             f"{short(path)} holds a {spec.get('name')} model, not {expect}; pass --method {spec.get('name')}"
         )
+    if official:
+        if spec.get("name") not in O.OFFICIAL_CONFIG:
+            raise RgbtError(f"{spec.get('name')} has no official mode; it exists for {', '.join(O.OFFICIAL_CONFIG)}")
+        overrides = {**O.OFFICIAL_CONFIG[spec["name"]], **overrides}
     spec["config"] = {**spec.get("config", {}), **overrides}
     model = build_model(spec, f"{short(path)} ")
-    state = ckpt["state_dict"]
-    if any(k.startswith("model.") for k in state):  # Lightning checkpoint: keep the network's own weights
-        state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise RgbtError(f"{short(path)}: weights do not fit {spec['name']} ({str(e).splitlines()[0]})") from None
+        raise RgbtError(f"{short(path)}: weights do not fit {spec['name']} ({_first_mismatch(str(e))})") from None
+    model.source = source
     return model.eval()
+
+
+def _first_mismatch(msg: str) -> str:
+    """The first missing, unexpected or mis-shaped key of a load_state_dict error, not the whole list."""
+    lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
+    detail = lines[1] if len(lines) > 1 else lines[0]
+    return detail if len(detail) <= 200 else detail[:200] + "..."

@@ -78,6 +78,8 @@ class DenseFuse(nn.Module):
 
     Args:
         strategy: ``"l1"``, ``"mean"`` or ``"sum"`` (see :func:`fuse_features`); changeable after training.
+        official: behave as densefuse-pytorch's test script: inputs on 0-255 and a ReLU after the last conv (its
+            ``conv5`` is built without ``is_last``); the output is divided by 255 back to [0, 1].
 
     Shape:
         ``forward(vis, ir)``: (B, 1, H, W) x 2 in [0, 1] -> (B, 1, H, W) in [0, 1], any H, W >= 2.
@@ -85,12 +87,13 @@ class DenseFuse(nn.Module):
 
     name = "densefuse"
 
-    def __init__(self, strategy: str = "l1"):
+    def __init__(self, strategy: str = "l1", official: bool = False):
         super().__init__()
         if strategy not in STRATEGIES:
             raise ValueError(f"DenseFuse strategy must be one of {STRATEGIES}, got {strategy!r}")
-        self.strategy = strategy
-        self.config = {"strategy": strategy}
+        self.strategy, self.official = strategy, official
+        self.scale = 255.0 if official else 1.0
+        self.config = {"strategy": strategy, "official": official}
         self.encoder = DenseEncoder()
         self.decoder = DenseDecoder()
 
@@ -98,7 +101,12 @@ class DenseFuse(nn.Module):
         """Stage 1: encode and decode one image; (B, 1, H, W) -> (B, 1, H, W), unclamped."""
         return self.decoder(self.encoder(x))
 
-    def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+    def forward_raw(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+        """The decoder's output before clamping, on the network's own scale (0-255 when ``official``)."""
         b = vis.shape[0]
-        f = self.encoder(torch.cat([vis, ir]))  # one pass over both sources
-        return clamp01(self.decoder(fuse_features(f[:b], f[b:], self.strategy)))
+        f = self.encoder(torch.cat([vis, ir]) * self.scale)  # one pass over both sources
+        out = self.decoder(fuse_features(f[:b], f[b:], self.strategy))
+        return torch.relu(out) if self.official else out
+
+    def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+        return clamp01(self.forward_raw(vis, ir) / self.scale)

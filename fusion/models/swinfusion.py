@@ -194,6 +194,8 @@ class SwinFusion(nn.Module):
         embed_dim, window, heads, mlp_ratio: transformer width, window side, attention heads, MLP expansion.
         extract_depth, fusion_depths, recon_depth: Swin blocks per stage (official: 4, (2, 2), 4).
         drop_path: stochastic-depth rate, spread linearly over each stage's blocks.
+        official: pad as the official test script does (symmetric, bottom and right, up to the next multiple of the
+            window strictly above the size: always 1 to ``window`` pixels) instead of reflecting to a multiple.
 
     Shape:
         ``forward(vis, ir)``: (B, 1, H, W) x 2 in [0, 1] -> (B, 1, H, W) in [0, 1], any H, W >= 2.
@@ -211,12 +213,14 @@ class SwinFusion(nn.Module):
         fusion_depths: tuple[int, ...] = (2, 2),
         recon_depth: int = 4,
         drop_path: float = 0.1,
+        official: bool = False,
     ):
         super().__init__()
+        self.official = official
         self.config = {
             "embed_dim": embed_dim, "window": window, "heads": heads, "mlp_ratio": mlp_ratio,
             "extract_depth": extract_depth, "fusion_depths": list(fusion_depths), "recon_depth": recon_depth,
-            "drop_path": drop_path,
+            "drop_path": drop_path, "official": official,
         }  # fmt: skip
         d, half = embed_dim, embed_dim // 2
         self.window = window
@@ -261,12 +265,22 @@ class SwinFusion(nn.Module):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
-    def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-        H, W = vis.shape[-2:]
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        H, W = x.shape[-2:]
+        if self.official:  # test_swinfusion.py: (h // 8 + 1) * 8 - h, the flipped image appended (numpy 'symmetric')
+            ph, pw = (H // self.window + 1) * self.window - H, (W // self.window + 1) * self.window - W
+            x = torch.cat([x, x.flip(-2)[..., :ph, :]], -2)
+            return torch.cat([x, x.flip(-1)[..., :pw]], -1)
         ph, pw = (-H) % self.window, (-W) % self.window
-        x = torch.cat([ir, vis])  # source A = infrared, B = visible, one pass through the shared stem
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+        return F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x
+
+    def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+        return clamp01(self.forward_raw(vis, ir))
+
+    def forward_raw(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+        """The last conv's output, cropped to the input size and not clamped (as the official model returns it)."""
+        H, W = vis.shape[-2:]
+        x = self._pad(torch.cat([ir, vis]))  # source A = infrared, B = visible, one pass through the shared stem
         h, w = x.shape[-2:]
         b = vis.shape[0]
         t = self.embed_norm(self.stem(x).flatten(2).transpose(1, 2))  # (2B, h*w, C)
@@ -282,4 +296,4 @@ class SwinFusion(nn.Module):
         f = self.act(self.merge(f.transpose(1, 2).reshape(b, -1, h, w)))
         t = self.recon_norm(_run(self.recon, [self.embed_norm(f.flatten(2).transpose(1, 2))], h, w)[0])
         out = self.head(t.transpose(1, 2).reshape(b, -1, h, w))
-        return clamp01(out[..., :H, :W])
+        return out[..., :H, :W]

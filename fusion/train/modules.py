@@ -197,3 +197,59 @@ class GANFusionModule(FusionTask):
         opt_d = torch.optim.SGD([*self.d_vis.parameters(), *self.d_ir.parameters()], lr=h.lr_d)
         scheds = [torch.optim.lr_scheduler.ExponentialLR(o, h.lr_decay) for o in (opt_g, opt_d)]
         return [opt_g, opt_d], scheds
+
+
+class CDDFuseModule(FusionTask):
+    """CDDFuse's two-phase training: an autoencoder with decomposed features, then fusion (Zhao et al., CVPR 2023).
+
+    For the first ``phase1_steps`` optimiser steps the shared encoder and the decoder reconstruct each source
+    (:meth:`fusion.losses.CDDFuseLoss.phase1`); afterwards the base and detail fusion layers join and the whole
+    network is trained to fuse (:meth:`~fusion.losses.CDDFuseLoss.phase2`). ``train/phase`` is logged. The
+    official code clips each part's gradient norm at 0.01 (``trainer.gradient_clip_val`` in the config) and halves
+    the learning rate every 20 epochs (``lr_milestones``/``lr_gamma`` here, in steps).
+
+    Args:
+        model: a :class:`fusion.models.CDDFuse`.
+        loss: a :class:`fusion.losses.CDDFuseLoss`.
+        phase1_steps: steps of the reconstruction phase (official: 40 of 120 epochs).
+        lr: Adam learning rate (official 1e-4).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module | None = None,
+        phase1_steps: int = 1000,
+        lr: float = 1e-4,
+        lr_milestones: list[int] | None = None,
+        lr_gamma: float = 0.5,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.save_hyperparameters(ignore=["model", "loss"])
+        from fusion.losses import CDDFuseLoss
+
+        self.model, self.loss = model, loss if loss is not None else CDDFuseLoss()
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        vis, ir = batch["vis"], batch["ir"]
+        if self.global_step < self.hparams.phase1_steps:
+            b = vis.shape[0]
+            rec, base, detail = self.model.reconstruct(torch.cat([vis, ir]))  # each source is its own residual
+            feats = {"vis_base": base[:b], "ir_base": base[b:], "vis_detail": detail[:b], "ir_detail": detail[b:]}
+            terms = self.loss.phase1(vis, ir, rec[:b], rec[b:], feats)
+            phase = 1.0
+        else:
+            out = self.model.fuse(vis, ir)
+            terms = self.loss.phase2(out["fused"], vis, ir, out)
+            phase = 2.0
+        self.log_terms(terms)
+        self.log("train/phase", phase)
+        return terms["total"]
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr)
+        if not self.hparams.lr_milestones:
+            return opt
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, self.hparams.lr_milestones, self.hparams.lr_gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
