@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import torch
 
@@ -29,7 +30,9 @@ def cmd_fuse(a: argparse.Namespace) -> None:
     from fusion.io import Norm16
     from fusion.methods import build_method
 
-    model = build_method(a.method, ckpt=a.ckpt, tile=a.tile)
+    if a.official and a.bits != 8:
+        raise RgbtError("--official writes what the official script writes, 8-bit PNGs; drop --bits 16")
+    model = build_method(a.method, ckpt=a.ckpt, tile=a.tile, official=a.official)
     pairs = find_pairs(a.ir, a.vis)
     norm = Norm16.parse(a.norm16) if a.norm16 else None
     rep = fuse_pairs(
@@ -41,6 +44,7 @@ def cmd_fuse(a: argparse.Namespace) -> None:
         device=_device(a.device),
         norm16=norm,
         bits=a.bits,
+        official=a.official,
     )
     skipped = f", skipped {len(rep.skipped)} already fused (--overwrite to redo)" if rep.skipped else ""
     print(f"{a.method}: wrote {len(rep.written)} images to {a.out} in {rep.seconds:.1f} s{skipped}")
@@ -174,9 +178,13 @@ def cmd_export(a: argparse.Namespace) -> None:
 
     if os.path.exists(a.out) and not a.overwrite:
         raise RgbtError(f"{a.out} exists; pass --overwrite to replace it")
+    import hashlib
+
     model = load_model(a.ckpt)
     meta = dict(kv.split("=", 1) for kv in a.meta or [])
-    print(f"{model.name}: wrote {save_weights(model, a.out, meta | {'source': os.path.basename(a.ckpt)})}")
+    sha = hashlib.sha256(Path(a.ckpt).read_bytes()).hexdigest()
+    meta = {"source": os.path.basename(a.ckpt), "source_format": model.source, "source_sha256": sha} | meta
+    print(f"{model.name}: wrote {save_weights(model, a.out, meta)} (from {model.source})")
 
 
 TRAIN_COMMANDS = ("fit", "validate", "test")
@@ -198,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--ckpt", help="learned methods: weight file or rgbt fit checkpoint (default weights/<method>.pt)")
     f.add_argument(
         "--tile", type=int, default=1024, help="learned methods: fuse larger images in tiles of this side (0: never)"
+    )
+    f.add_argument(
+        "--official",
+        action="store_true",
+        help="densefuse, swinfusion, cddfuse: reproduce the official test script (its padding, scaling and 8-bit "
+        "conversion; no tiling), e.g. with the authors' checkpoint in --ckpt",
     )
     f.set_defaults(func=cmd_fuse)
 
@@ -272,8 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true")
     r.set_defaults(func=cmd_register)
 
-    x = sub.add_parser("export", help="write a checkpoint's network as a small weight file for rgbt fuse")
-    x.add_argument("--ckpt", required=True, help="checkpoint written by rgbt fit")
+    x = sub.add_parser(
+        "export", help="write a checkpoint's network (rgbt fit or an official file) as a weight file for rgbt fuse"
+    )
+    x.add_argument(
+        "--ckpt", required=True, help="checkpoint written by rgbt fit, or an official DenseFuse/SwinFusion/CDDFuse file"
+    )
     x.add_argument("--out", required=True, help="weight file to write, e.g. weights/swinfusion.pt")
     x.add_argument("--meta", nargs="*", help="KEY=VALUE notes stored in the file (data, steps, command)")
     x.add_argument("--overwrite", action="store_true")

@@ -16,7 +16,7 @@ from fusion.fuse import fuse_pairs
 from fusion.io import read_image
 from fusion.methods import available_methods, build_method
 
-SLOW_ON_CPU = ("ddcgan", "swinfusion")
+SLOW_ON_CPU = ("ddcgan", "swinfusion", "cddfuse")
 
 
 @dataclass
@@ -24,7 +24,7 @@ class DemoConfig:
     """What the demo runs. ``experiments/demo.yaml`` spells out these defaults."""
 
     datasets: list[str] = field(default_factory=lambda: ["tno", "roadscene/test", "msrs"])
-    # Every method that fuses a pair in about a second on a CPU; ddcgan and swinfusion take 10-60 s per pair
+    # Every method that fuses a pair in about a second on a CPU; ddcgan, swinfusion and cddfuse take 10-60 s per pair
     # there: add them (--methods all) on a GPU.
     methods: list[str] = field(default_factory=lambda: [m for m in available_methods() if m not in SLOW_ON_CPU])
     # The set most tables print (CDDFuse, Table 1); None: every metric of the convention.

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from fusion.color import fuse_color
+from fusion.color import fuse_color, merge_luma, split_luma
 from fusion.data import Pair, load_pair
 from fusion.errors import RgbtError, short
 from fusion.io import Norm16, atomic_write_bytes, image_size, write_png
@@ -54,9 +54,21 @@ def check_sizes(pairs: list[Pair]) -> None:
 
 
 @torch.no_grad()
-def fuse_pair(model: nn.Module, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-    """Fuse one (1, C, H, W) visible and (1, 1, H, W) infrared image; colour in, colour out."""
-    return fuse_color(model, vis, ir)
+def fuse_pair(model: nn.Module, vis: torch.Tensor, ir: torch.Tensor, official: bool = False) -> torch.Tensor:
+    """Fuse one (1, C, H, W) visible and (1, 1, H, W) infrared image; colour in, colour out.
+
+    ``official``: ``model`` was built with ``official=True``; its raw output goes through the official test
+    script's conversion to 8 bits (:func:`fusion.models.official.official_uint8`), and the result holds exactly
+    those grey levels (the visible luminance is first rounded to 8 bits, as the official grey readers give it).
+    """
+    if not official:
+        return fuse_color(model, vis, ir)
+    from fusion.models.official import official_uint8
+
+    y, cbcr = split_luma(vis)
+    y = torch.round(y * 255) / 255
+    q = official_uint8(model.name, model.forward_raw(y, ir))
+    return merge_luma(torch.from_numpy(q.astype("float32") / 255)[None, None].to(vis.device), cbcr)
 
 
 def fuse_pairs(
@@ -70,6 +82,7 @@ def fuse_pairs(
     norm16: Norm16 | None = None,
     bits: int = 8,
     progress: bool = True,
+    official: bool = False,
 ) -> FuseReport:
     """Fuse every pair into ``out/<name>.png``.
 
@@ -91,7 +104,7 @@ def fuse_pairs(
             continue
         infos: list = []
         vis, ir = load_pair(p, norm16=norm16, infos=infos)
-        fused = fuse_pair(model, vis.to(device), ir.to(device))
+        fused = fuse_pair(model, vis.to(device), ir.to(device), official)
         if not torch.isfinite(fused).all():
             raise RgbtError(f"{method} produced NaN on {short(p.ir)}; check the input images and the checkpoint")
         write_png(target, fused.cpu(), bits=bits)
@@ -111,6 +124,8 @@ def fuse_pairs(
             records = {**json.loads(old.read_text()).get("images", {}), **records}
     manifest = {
         "method": method,
+        "official": official,
+        "weights": getattr(getattr(model, "model", model), "source", None),
         "device": str(device),
         "bits": bits,
         "ir_norm16": None if norm16 is None else norm16.__dict__,

@@ -8,6 +8,7 @@ import torch
 from fusion.errors import RgbtError
 from fusion.models import (
     MODELS,
+    CDDFuse,
     DDcGANDiscriminator,
     DDcGANGenerator,
     DenseFuse,
@@ -57,6 +58,37 @@ def test_parameter_counts_match_the_papers():
     # the official SwinFusion reports 973,681 including an unused 8,430-parameter second stem
     assert count(SwinFusion()) == 973_681 - 8_430
     assert count(DDcGANDiscriminator(84)) == 31_233
+    c = CDDFuse()
+    parts = (count(c.encoder), count(c.decoder), count(c.base_fuse), count(c.detail_fuse))
+    assert (count(c), parts) == (1_188_272, (599_144, 207_936, 363_016, 18_176))
+
+
+def test_cddfuse_exact_and_fast_paths_agree():
+    """The channels-last fast path and the official arithmetic differ by float rounding only."""
+    torch.manual_seed(0)
+    fast = CDDFuse().eval()
+    exact = CDDFuse(exact=True).eval()
+    exact.load_state_dict(fast.state_dict())
+    vis, ir = torch.rand(1, 1, 23, 31), torch.rand(1, 1, 23, 31)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(vis, ir), exact(vis, ir), rtol=1e-5, atol=1e-6)
+        rec, base, detail = fast.reconstruct(vis)
+    assert rec.shape == vis.shape and base.shape == detail.shape == (1, 64, 23, 31)
+
+
+def test_official_options_keep_shapes():
+    """DenseFuse's official mode works on 0-255 with a final ReLU; SwinFusion's pads 1-8 px and crops back."""
+    torch.manual_seed(0)
+    d = DenseFuse(strategy="mean", official=True).eval()
+    vis, ir = torch.rand(1, 1, 16, 24), torch.rand(1, 1, 16, 24)
+    with torch.no_grad():
+        raw = d.forward_raw(vis, ir)
+        assert raw.min() >= 0 and torch.equal(d(vis, ir), (raw / 255).clamp(0, 1))
+    s = small("swinfusion")
+    s.official = True
+    assert s._pad(torch.rand(1, 1, 16, 13)).shape[-2:] == (20, 16)  # a multiple of the window gains a full window
+    with torch.no_grad():
+        assert s.eval().forward_raw(vis, ir).shape == (1, 1, 16, 24)
 
 
 def test_swinfusion_full_width_runs_on_a_small_odd_image():

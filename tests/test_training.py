@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import cv2
@@ -148,3 +149,18 @@ def test_bad_config_is_one_line(tmp_path, capsys):
     bad.write_text("model:\n  class_path: fusion.train.NoSuchModule\n")
     assert rgbt(["fit", "--config", str(bad)]) == 2
     assert "rgbt fit: error:" in capsys.readouterr().err
+
+
+def test_cddfuse_runs_both_phases(train_set, tmp_path):
+    """Phase I (reconstruction + decomposition) for one step, then phase II (fusion) with the fusion layers."""
+    cfg = ROOT / "experiments" / "cddfuse.yaml"
+    out = tmp_path / "run"
+    extra = ["--trainer.max_steps", "2", "--model.init_args.phase1_steps", "1", "--trainer.log_every_n_steps", "1",
+             "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0"]  # fmt: skip
+    cli = make_cli(fit_args(cfg, train_set, out, *extra))
+    assert cli.trainer.global_step == 2
+    rows = list(csv.DictReader((next(out.rglob("metrics.csv"))).open()))
+    phases = [float(r["train/phase"]) for r in rows if r.get("train/phase")]
+    assert phases == [1.0, 2.0]
+    phase2 = next(r for r in rows if r.get("train/phase") == "2.0")
+    assert all(phase2[f"train/{k}"] for k in ("int", "grad", "ssim", "decomp", "cc_base", "cc_detail"))

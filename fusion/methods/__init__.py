@@ -40,8 +40,9 @@ METHODS: dict[str, tuple[Callable[..., nn.Module], str]] = {
     "densefuse": (learned("densefuse"), "DenseFuse autoencoder, l1-norm strategy (Li and Wu, TIP 2019)"),
     "ddcgan": (learned("ddcgan"), "DDcGAN generator (Ma et al., TIP 2020)"),
     "swinfusion": (learned("swinfusion"), "SwinFusion transformer (Ma et al., JAS 2022)"),
+    "cddfuse": (learned("cddfuse"), "CDDFuse, Restormer + INN decomposition (Zhao et al., CVPR 2023)"),
 }
-LEARNED = ("densefuse", "ddcgan", "swinfusion")
+LEARNED = ("densefuse", "ddcgan", "swinfusion", "cddfuse")
 
 
 def available_methods() -> list[str]:
@@ -52,16 +53,18 @@ def available_methods() -> list[str]:
 def build_method(name: str, **kwargs) -> nn.Module:
     """Instantiate the fusion method ``name`` in eval mode.
 
-    Learned methods take ``ckpt`` (weight file or checkpoint; default ``weights/<name>.pt``), ``tile`` and
-    ``overlap`` (see :func:`fusion.models.tiled_forward`); classical ones take none of these.
+    Learned methods take ``ckpt`` (weight file, checkpoint or official checkpoint; default ``weights/<name>.pt``),
+    ``tile`` and ``overlap`` (see :func:`fusion.models.tiled_forward`) and ``official`` (behave as the official
+    test script, see :mod:`fusion.models.official`); classical ones take none of these.
 
     Raises:
         RgbtError: unknown name (the message lists the known ones).
     """
     if name not in METHODS:
         raise RgbtError(f"unknown method '{name}'; choose one of: {', '.join(METHODS)}")
-    if name not in LEARNED and kwargs.get("ckpt"):
-        raise RgbtError(f"--ckpt applies to learned methods ({', '.join(LEARNED)}), not {name}")
+    for opt in ("ckpt", "official"):
+        if name not in LEARNED and kwargs.get(opt):
+            raise RgbtError(f"--{opt} applies to learned methods ({', '.join(LEARNED)}), not {name}")
     if name not in LEARNED:
-        kwargs = {k: v for k, v in kwargs.items() if k not in ("ckpt", "tile", "overlap")}
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("ckpt", "tile", "overlap", "official")}
     return METHODS[name][0](**kwargs).eval()

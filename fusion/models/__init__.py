@@ -11,6 +11,7 @@ Weight files (``weights/<name>.pt``, written by ``rgbt export``) hold
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -91,7 +92,9 @@ def read_checkpoint(path: str | Path, hint: str = "check the path"):
     if not path.is_file():
         raise RgbtError(f"{short(path)}: no such weight file; {hint}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr: our one line says it all
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files; UnpicklingError for disallowed objects
         if "GLOBAL" in str(e) or "Unsupported global" in str(e):  # a pickled object: code would run
             raise RgbtError(
