@@ -35,11 +35,12 @@ class DenseEncoder(nn.Module):
 
     def __init__(self, growth: int = 16, layers: int = 3):
         super().__init__()
+        self.memory_format = torch.contiguous_format  # DenseFuse sets channels-last unless exact
         self.conv1 = _conv(1, growth)
         self.dense = nn.ModuleList(_conv(growth * (i + 1), growth) for i in range(layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv1(x)
+        x = self.conv1(x).contiguous(memory_format=self.memory_format)  # a 1-channel input cannot carry the layout
         for conv in self.dense:
             x = torch.cat([x, conv(x)], 1)  # dense connection: every output sees all earlier ones
         return x
@@ -80,6 +81,8 @@ class DenseFuse(nn.Module):
         strategy: ``"l1"``, ``"mean"`` or ``"sum"`` (see :func:`fuse_features`); changeable after training.
         official: behave as densefuse-pytorch's test script: inputs on 0-255 and a ReLU after the last conv (its
             ``conv5`` is built without ``is_last``); the output is divided by 255 back to [0, 1].
+        exact: NCHW convolutions, which give the official code's floats bit for bit (default: when ``official``);
+            otherwise feature maps are channels-last, about 1.3x faster on a CPU, and differ by float rounding.
 
     Shape:
         ``forward(vis, ir)``: (B, 1, H, W) x 2 in [0, 1] -> (B, 1, H, W) in [0, 1], any H, W >= 2.
@@ -87,14 +90,16 @@ class DenseFuse(nn.Module):
 
     name = "densefuse"
 
-    def __init__(self, strategy: str = "l1", official: bool = False):
+    def __init__(self, strategy: str = "l1", official: bool = False, exact: bool | None = None):
         super().__init__()
         if strategy not in STRATEGIES:
             raise ValueError(f"DenseFuse strategy must be one of {STRATEGIES}, got {strategy!r}")
         self.strategy, self.official = strategy, official
+        self.exact = official if exact is None else exact
         self.scale = 255.0 if official else 1.0
-        self.config = {"strategy": strategy, "official": official}
+        self.config = {"strategy": strategy, "official": official, "exact": exact}
         self.encoder = DenseEncoder()
+        self.encoder.memory_format = torch.contiguous_format if self.exact else torch.channels_last
         self.decoder = DenseDecoder()
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
