@@ -13,27 +13,61 @@ from pathlib import Path
 import torch
 
 from fusion.errors import RgbtError
-from fusion.perf import tune_allocator
+from fusion.perf import set_threads, tune_allocator
 
 
 def _device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise RgbtError(f"--device {name}: not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
         raise RgbtError(f"--device {name}: no CUDA GPU is visible; use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise RgbtError(f"--device {name}: unsupported here; use cpu, cuda or cuda:N")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise RgbtError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) visible; use cuda:0")
     return name
+
+
+MIN_TILE = 64  # smaller tiles are mostly context: a network run per few pixels would never finish
+
+
+def _tile(tile: int) -> int:
+    if tile != 0 and tile < MIN_TILE:
+        raise RgbtError(f"--tile {tile}: use 0 (never tile) or at least {MIN_TILE} pixels")
+    return tile
+
+
+def check_csv_target(path: str, overwrite: bool) -> None:
+    """Fail before the slow part if ``--csv`` cannot be written: a folder, an existing file without
+    ``--overwrite``, or a folder we may not write in."""
+    p = Path(path)
+    if p.is_dir():
+        raise RgbtError(f"--csv {path} is a folder; name a file, e.g. {Path(path) / 'scores.csv'}")
+    if p.exists() and not overwrite:
+        raise RgbtError(f"{path} exists; pass --overwrite to replace it or choose another --csv")
+    parent = next((q for q in [p.parent, *p.parent.parents] if q.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise RgbtError(f"--csv {path}: cannot write in {parent}; choose a writable location")
 
 
 def cmd_fuse(a: argparse.Namespace) -> None:
     from fusion.data import find_pairs
-    from fusion.fuse import fuse_pairs
+    from fusion.fuse import check_out_apart, fuse_pairs
     from fusion.io import Norm16
     from fusion.methods import build_method
 
     if a.official and a.bits != 8:
         raise RgbtError("--official writes what the official script writes, 8-bit PNGs; drop --bits 16")
-    model = build_method(a.method, ckpt=a.ckpt, tile=a.tile, official=a.official)
+    if Path(a.ir).resolve() == Path(a.vis).resolve():
+        raise RgbtError(f"--ir and --vis are the same folder ({a.ir}); give the infrared and the visible folders")
+    check_out_apart(a.out, [a.ir, a.vis])
+    device = _device(a.device)
     pairs = find_pairs(a.ir, a.vis)
+    model = build_method(a.method, ckpt=a.ckpt, tile=_tile(a.tile), official=a.official)
     norm = Norm16.parse(a.norm16) if a.norm16 else None
     rep = fuse_pairs(
         model,
@@ -41,7 +75,7 @@ def cmd_fuse(a: argparse.Namespace) -> None:
         a.out,
         method=a.method,
         overwrite=a.overwrite,
-        device=_device(a.device),
+        device=device,
         norm16=norm,
         bits=a.bits,
         official=a.official,
@@ -59,8 +93,8 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         metrics = metric_names(a.convention, extra=True)
     else:
         metrics = metric_names(a.convention) if not a.metrics else [m.strip() for m in a.metrics.split(",")]
-    if a.csv and os.path.exists(a.csv) and not a.overwrite:  # fail before the slow part
-        raise RgbtError(f"{a.csv} exists; pass --overwrite to replace it or choose another --csv")
+    if a.csv:  # fail before the slow part
+        check_csv_target(a.csv, a.overwrite)
     pairs = find_pairs(a.ir, a.vis)
     fused = collect_fused(a.fused, [p.name for p in pairs])
     rows = evaluate_pairs(fused, pairs, metrics=metrics, convention=a.convention)
@@ -338,6 +372,7 @@ def dispatch(
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     tune_allocator()  # fewer page faults for full-image tensor code (fusion/perf.py)
+    set_threads()  # intra-op threads from RGBT_THREADS, OMP_NUM_THREADS or this process's CPU affinity
     if argv and argv[0] == "detect":  # downstream detection has its own sub-commands
         from detection.cli import main as detect_main
 

@@ -67,10 +67,16 @@ def collect_fused(fused: str | Path, pair_names: list[str] | None = None) -> dic
             by_method.setdefault(stem[len(owner) + 1 :], {})[owner] = path
         else:
             return dict(sorted(by_method.items()))
-    if direct:
-        return {fused.name: direct}
     methods = {d.name: _image_files(d) for d in sorted(fused.iterdir()) if d.is_dir()}
     methods = {m: files for m, files in methods.items() if files}
+    if direct and methods:  # which is it: one method's images, or one folder per method?
+        stray = short(next(iter(direct.values())))
+        raise RgbtError(
+            f"{short(fused)} holds both images ({stray} ...) and method folders ({', '.join(list(methods)[:3])}); "
+            "move the loose images into a folder of their own, or point --fused at one method's folder"
+        )
+    if direct:
+        return {fused.name: direct}
     if not methods:
         raise RgbtError(f"{short(fused)}: no fused images, neither directly nor in method sub-folders")
     return methods

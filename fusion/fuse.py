@@ -15,9 +15,10 @@ from tqdm import tqdm
 from fusion.color import fuse_color, merge_luma, split_luma
 from fusion.data import Pair, load_pair
 from fusion.errors import RgbtError, short
-from fusion.io import Norm16, atomic_write_bytes, image_size, write_png
+from fusion.io import Norm16, atomic_write_bytes, read_image, write_png
 
 MANIFEST = "rgbt_fuse.json"
+LOCK = ".rgbt_fuse.lock"
 
 
 @dataclass
@@ -41,16 +42,51 @@ def prepare_out_dir(out: str | Path) -> Path:
     return out
 
 
-def check_sizes(pairs: list[Pair]) -> None:
-    """Fail before any output is written if a pair's images differ in size or cannot be decoded."""
+def check_sizes(pairs: list[Pair], norm16: Norm16 | None = None) -> None:
+    """Preflight: fail before any output is written if an image cannot be decoded, is 16-bit without ``norm16``,
+    has an unsupported layout, or its pair differs in size (everything that could stop the run half-way)."""
     for p in pairs:
-        hi, wi = image_size(p.ir)
-        hv, wv = image_size(p.vis)
-        if (hi, wi) != (hv, wv):
+        _, info_i = read_image(p.ir, norm16=norm16)
+        _, info_v = read_image(p.vis, norm16=norm16)
+        if (info_i.height, info_i.width) != (info_v.height, info_v.width):
             raise RgbtError(
-                f"{short(p.ir)} is {wi}x{hi} but {short(p.vis)} is {wv}x{hv}; "
-                "register the pair first (rgbt register) or resize one"
+                f"{short(p.ir)} is {info_i.width}x{info_i.height} but {short(p.vis)} is {info_v.width}x"
+                f"{info_v.height}; register the pair first (rgbt register) or resize one"
             )
+
+
+def check_out_apart(out: str | Path, inputs: list[str | Path]) -> None:
+    """Refuse an output folder that is, contains or lies inside an input folder (the inputs would be overwritten
+    or taken for results)."""
+    o = Path(out).resolve()
+    for i in inputs:
+        d = Path(i).resolve()
+        if o == d or d in o.parents or o in d.parents:
+            raise RgbtError(
+                f"--out {short(out)} overlaps the input folder {short(i)}; choose an output folder outside the inputs"
+            )
+
+
+@contextlib.contextmanager
+def claim_folder(out: Path):
+    """Hold an exclusive lock on ``out`` for one run, and clear temporary files a killed run left behind.
+
+    A second ``rgbt fuse`` into the same folder fails at once instead of fusing the same images twice.
+    """
+    import fcntl
+
+    lock = open(out / LOCK, "a")  # noqa: SIM115 (held for the whole run)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise RgbtError(f"another rgbt run is writing into {short(out)}; wait for it or choose another --out") from None
+    try:
+        for tmp in out.glob(".*.tmp"):  # atomic_write_bytes' temporary names: only a killed run leaves them
+            tmp.unlink(missing_ok=True)
+        yield
+    finally:
+        lock.close()
 
 
 @torch.no_grad()
@@ -86,50 +122,57 @@ def fuse_pairs(
 ) -> FuseReport:
     """Fuse every pair into ``out/<name>.png``.
 
-    Finished files are skipped unless ``overwrite``; each PNG is written atomically. A manifest
-    (``rgbt_fuse.json``) records the method, the device and how each input was scaled.
+    Every input is checked before the first write (:func:`check_sizes`). Finished files are skipped unless
+    ``overwrite``; each PNG is written atomically, and the manifest (``rgbt_fuse.json``: the method, the weights,
+    the device and how each input was scaled) is rewritten after each one. The folder is locked for the run.
 
     Raises:
-        RgbtError: output folder is a file, a pair with different sizes, or an unreadable image.
+        RgbtError: output folder is a file, a pair with different sizes, an unreadable or 16-bit image (without
+            ``norm16``), or another run writing into ``out``.
     """
+    check_sizes(pairs, norm16)
     out = prepare_out_dir(out)
-    check_sizes(pairs)
     model = model.to(device).eval()
     report, t0 = FuseReport(), time.perf_counter()
-    records = {}
-    for p in tqdm(pairs, desc=f"fuse {method}", unit="pair", disable=None if progress else True, leave=False):
-        target = out / f"{p.name}.png"
-        if target.exists() and not overwrite:
-            report.skipped.append(target)
-            continue
-        infos: list = []
-        vis, ir = load_pair(p, norm16=norm16, infos=infos)
-        fused = fuse_pair(model, vis.to(device), ir.to(device), official)
-        if not torch.isfinite(fused).all():
-            raise RgbtError(f"{method} produced NaN on {short(p.ir)}; check the input images and the checkpoint")
-        write_png(target, fused.cpu(), bits=bits)
-        report.written.append(target)
-        records[p.name] = {
-            "ir": str(p.ir),
-            "vis": str(p.vis),
-            "channels": int(fused.shape[1]),
-            # how each input was scaled to [0, 1], with the values used (e.g. a 16-bit percentile range)
-            "vis_scaling": infos[0].normalization,
-            "ir_scaling": infos[1].normalization,
+    with claim_folder(out):
+        records: dict = {}
+        old = out / MANIFEST
+        if old.is_file():  # keep the records of images fused by earlier runs into this folder
+            with contextlib.suppress(json.JSONDecodeError, AttributeError, UnicodeDecodeError):  # unreadable: afresh
+                records = dict(json.loads(old.read_text()).get("images", {}))
+        manifest = {
+            "method": method,
+            "official": official,
+            "weights": getattr(getattr(model, "model", model), "source", None),
+            "device": str(device),
+            "bits": bits,
+            "ir_norm16": None if norm16 is None else norm16.__dict__,
+            "images": records,
         }
+        bar = tqdm(pairs, desc=f"fuse {method}", unit="pair", disable=None if progress else True, leave=False)
+        for p in bar:
+            target = out / f"{p.name}.png"
+            if target.exists() and not overwrite:
+                report.skipped.append(target)
+                continue
+            infos: list = []
+            vis, ir = load_pair(p, norm16=norm16, infos=infos)
+            fused = fuse_pair(model, vis.to(device), ir.to(device), official)
+            if not torch.isfinite(fused).all():
+                raise RgbtError(f"{method} produced NaN on {short(p.ir)}; check the input images and the checkpoint")
+            write_png(target, fused.cpu(), bits=bits)
+            report.written.append(target)
+            records[p.name] = {
+                "ir": str(p.ir),
+                "vis": str(p.vis),
+                "channels": int(fused.shape[1]),
+                # how each input was scaled to [0, 1], with the values used (e.g. a 16-bit percentile range)
+                "vis_scaling": infos[0].normalization,
+                "ir_scaling": infos[1].normalization,
+            }
+            # after every image, so that the manifest lists every PNG on disk even after an interrupt
+            atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=1).encode())
+        if not report.written and not old.is_file():
+            atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=1).encode())
     report.seconds = time.perf_counter() - t0
-    old = out / MANIFEST
-    if old.is_file():  # keep the records of images fused by earlier runs into this folder
-        with contextlib.suppress(json.JSONDecodeError, AttributeError):  # unreadable: start afresh
-            records = {**json.loads(old.read_text()).get("images", {}), **records}
-    manifest = {
-        "method": method,
-        "official": official,
-        "weights": getattr(getattr(model, "model", model), "source", None),
-        "device": str(device),
-        "bits": bits,
-        "ir_norm16": None if norm16 is None else norm16.__dict__,
-        "images": records,
-    }
-    atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=1).encode())
     return report

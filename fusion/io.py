@@ -10,7 +10,9 @@ target, so an interrupted run never leaves a half-written PNG behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +88,27 @@ class ImageInfo:
     normalization: str  # e.g. "uint8/255" or "percentile:1:99 [2870.0, 3310.0]"
 
 
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence C libraries writing to file descriptor 2 (libpng's ``libpng error: ...``) for the block.
+
+    Our own one-line error says what was wrong with the file; the library's lines would come before it.
+    """
+    try:
+        sys.stderr.flush()
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError):  # no usable fd 2 (e.g. a captured stream): nothing to silence
+        yield
+        return
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _decode(path: Path) -> np.ndarray:
     if not path.is_file():
         raise RgbtError(f"{short(path)}: no such file; check the path")
@@ -93,11 +116,22 @@ def _decode(path: Path) -> np.ndarray:
         buf = np.fromfile(str(path), dtype=np.uint8)
     except OSError as e:
         raise RgbtError(f"{short(path)}: cannot read ({e.strerror}); check permissions") from None
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    try:
+        with quiet_stderr():
+            img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    except cv2.error:  # e.g. a header claiming more pixels than OpenCV's limit
+        raise RgbtError(
+            f"{short(path)}: not a decodable image (its header claims an impossible size, or it is corrupt); "
+            "replace or remove it"
+        ) from None
     if img is None:
         raise RgbtError(f"{short(path)}: not a readable image (corrupt, truncated or empty); replace or remove it")
     if img.dtype not in (np.uint8, np.uint16):
         raise RgbtError(f"{short(path)}: unsupported pixel type {img.dtype}; save it as 8- or 16-bit PNG/TIFF")
+    if img.ndim == 3 and img.shape[2] == 2:  # grey + alpha
+        img = img[:, :, 0]
+    if img.ndim == 3 and img.shape[2] not in (1, 3, 4) or img.ndim not in (2, 3) or 0 in img.shape[:2]:
+        raise RgbtError(f"{short(path)}: unsupported image layout {img.shape}; save it as grey or RGB")
     return img
 
 
