@@ -98,14 +98,20 @@ class Registration:
     @classmethod
     def load(cls, path: str | Path) -> Registration:
         path = Path(path)
+        if path.is_dir():
+            raise RgbtError(f"--reg {short(path)} is a folder; pass the .yaml or .json file rgbt register fit wrote")
         try:
             d = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
             src, tgt = (s.strip() for s in d["direction"].split("->"))
-            return cls(d["H"], d["model"], d["source_size"], d["target_size"], src, tgt, d.get("info", {}))
+            reg = cls(d["H"], d["model"], d["source_size"], d["target_size"], src, tgt, d.get("info", {}))
         except FileNotFoundError:
             raise RgbtError(f"{short(path)}: no such registration file") from None
-        except (KeyError, ValueError, TypeError, AttributeError, yaml.YAMLError, json.JSONDecodeError) as e:
+        except (KeyError, ValueError, TypeError, AttributeError, UnicodeDecodeError, yaml.YAMLError) as e:
             raise RgbtError(f"{short(path)}: not a registration file written by rgbt ({type(e).__name__})") from None
+        H = np.asarray(reg.H, dtype=float)
+        if H.shape != (3, 3) or not np.isfinite(H).all() or abs(np.linalg.det(H)) < 1e-12:
+            raise RgbtError(f"{short(path)}: its matrix H is not a finite, invertible 3x3; fit the registration again")
+        return reg
 
 
 def _lsq_affine(src: np.ndarray, dst: np.ndarray, similarity: bool) -> np.ndarray:

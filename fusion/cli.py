@@ -49,9 +49,9 @@ def check_csv_target(path: str, overwrite: bool) -> None:
         raise RgbtError(f"--csv {path} is a folder; name a file, e.g. {Path(path) / 'scores.csv'}")
     if p.exists() and not overwrite:
         raise RgbtError(f"{path} exists; pass --overwrite to replace it or choose another --csv")
-    parent = next((q for q in [p.parent, *p.parent.parents] if q.exists()), Path("."))
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise RgbtError(f"--csv {path}: cannot write in {parent}; choose a writable location")
+    from fusion.io import probe_writable
+
+    probe_writable(p.parent, f"--csv {path}")
 
 
 def cmd_fuse(a: argparse.Namespace) -> None:
@@ -224,9 +224,21 @@ def cmd_export(a: argparse.Namespace) -> None:
 TRAIN_COMMANDS = ("fit", "validate", "test")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``rgbt fuse: error: ...; see rgbt fuse --help``), exit 2, and a
+    flag must be spelt out in full (no silent prefix matching: ``--over`` is not ``--overwrite``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rgbt", description="RGB-thermal image fusion toolkit")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = OneLineParser(prog="rgbt", description="RGB-thermal image fusion toolkit")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     f = sub.add_parser("fuse", help="fuse a folder of IR/visible pairs into PNGs")
     f.add_argument("--method", required=True, help="fusion method (see `rgbt methods`)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,10 @@ def prepare_out_dir(out: str | Path) -> Path:
         out.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise RgbtError(f"{short(out)}: a parent of this path is a file; choose another --out") from None
+    except OSError as e:  # read-only file system, /proc, no permission
+        raise RgbtError(f"{short(out)}: cannot create this folder ({e.strerror}); choose a writable --out") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise RgbtError(f"{short(out)}: cannot write in this folder; choose a writable --out")
     return out
 
 

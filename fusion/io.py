@@ -219,6 +219,21 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read the process umask (os.umask can only read it by setting it)
 
 
+def probe_writable(folder: str | Path, what: str) -> None:
+    """Fail with one line unless a file can be created in ``folder`` (or its nearest existing parent); checked
+    by creating and removing a temporary file, since permission bits do not tell root about /proc or a
+    read-only mount."""
+    folder = Path(folder)
+    base = next((q for q in [folder, *folder.parents] if q.exists()), Path("."))
+    if not base.is_dir():
+        raise RgbtError(f"{what}: {short(base)} is a file, not a folder; choose another location")
+    try:
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as e:
+        raise RgbtError(f"{what}: cannot write in {short(base)} ({e.strerror}); choose a writable location") from None
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
     path = Path(path)

@@ -67,6 +67,8 @@ def make_cli(args: list[str], run: bool = True, datamodule_class=None):
         args=args,
         run=run,
         auto_configure_optimizers=False,
+        # errors come back as exceptions (main makes them one line), and flags must be spelt in full
+        parser_kwargs={"exit_on_error": False, "allow_abbrev": False},
     )
 
 
@@ -129,9 +131,18 @@ def main(args: list[str], datamodule_class=None, prog: str = "rgbt") -> None:
     local = ckpt and "://" not in ckpt and ckpt not in ("last", "best", "hpc", "registry")
     if local and not os.path.isfile(ckpt):  # before a logger starts a run for nothing
         raise RgbtError(f"{ckpt}: no such checkpoint; pass the .ckpt that fit wrote, e.g. <run>/last.ckpt")
+    for i, a in enumerate(args):  # a missing config file: say so before jsonargparse prints its usage
+        cfg = args[i + 1] if a in ("--config", "-c") and i + 1 < len(args) else a[len("--config=") :]
+        if (a in ("--config", "-c") or a.startswith("--config=")) and cfg and not os.path.isfile(cfg):
+            raise RgbtError(f"--config {cfg}: no such file; see experiments/ for the shipped configs")
+    from jsonargparse import ArgumentError
+
     try:
         cli = make_cli(args, datamodule_class=datamodule_class)
         _finish_wandb(cli.trainer)
+    except ArgumentError as e:
+        msg = " ".join(str(e).split())
+        raise RgbtError(f"{msg[:300]}; see {prog} {args[0]} --help") from None
     except SystemExit as e:  # jsonargparse reports config errors by exiting 2 after printing them
         if e.code not in (0, None):
             raise RgbtError(f"{prog} {args[0]}: invalid arguments or config (see the message above)") from None

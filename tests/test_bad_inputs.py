@@ -1,0 +1,218 @@
+"""One table of bad inputs: every case exits 2 with one stderr line that names the problem, no traceback, and
+leaves every file as it was (nothing written, nothing changed, no input overwritten).
+
+Each case builds its inputs in a fresh folder, runs ``rgbt`` in-process with the C-level stderr captured (so
+library messages such as libpng's count), and compares a snapshot of the whole folder before and after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fusion.cli import main as rgbt
+from tests.conftest import synth_pair
+
+
+def _png_header_only(w: int, h: int) -> bytes:
+    def chunk(t: bytes, d: bytes) -> bytes:
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+class _Payload:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _setup(root: Path) -> dict[str, Path]:
+    """Two pairs in set/ir and set/vi, a folder of fused images, a weight file."""
+    ir, vi = root / "set" / "ir", root / "set" / "vi"
+    ir.mkdir(parents=True)
+    vi.mkdir()
+    for i, (h, w) in enumerate([(40, 56), (48, 40)]):
+        v, t = synth_pair(h, w, i)
+        cv2.imwrite(str(ir / f"p{i}.png"), t)
+        cv2.imwrite(str(vi / f"p{i}.png"), v)
+    fused = root / "fused" / "average"
+    fused.mkdir(parents=True)
+    for i in range(2):
+        (fused / f"p{i}.png").write_bytes((ir / f"p{i}.png").read_bytes())
+    return {"ir": ir, "vi": vi, "fused": fused.parent, "out": root / "out", "root": root}
+
+
+def _fuse(p, *extra, method="average"):
+    return ["fuse", "--method", method, "--ir", str(p["ir"]), "--vis", str(p["vi"]), "--out", str(p["out"]), *extra]
+
+
+def _eval(p, *extra):
+    return ["evaluate", "--fused", str(p["fused"]), "--ir", str(p["ir"]), "--vis", str(p["vi"]), "--metrics", "EN",
+            *extra]  # fmt: skip
+
+
+def _weights(p) -> Path:
+    from fusion.models import DenseFuse, save_weights
+
+    return save_weights(DenseFuse(), p["root"] / "w" / "densefuse.pt")
+
+
+def _evil(p) -> Path:
+    path = p["root"] / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"fusion_model": {"name": "densefuse"}, "state_dict": _Payload(str(p["root"] / "pwned"))}, f, 2)
+    return path
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
+# case id -> (prepare(paths) -> argv, text the one line must contain)
+CASES = {
+    # fuse: inputs
+    "fuse_unpaired": (lambda p: ((p["vi"] / "p1.png").rename(p["vi"] / "zz.png"), _fuse(p))[1], "no partner"),
+    "fuse_missing_folder": (lambda p: _fuse({**p, "vi": p["root"] / "nope"}), "nope"),
+    "fuse_empty_folder": (lambda p: [f.unlink() for f in p["vi"].iterdir()] and _fuse(p), "vi"),
+    "fuse_size_mismatch": (lambda p: cv2.imwrite(str(p["vi"] / "p1.png"), np.zeros((9, 9), np.uint8)) and _fuse(p),
+                           "p1.png"),
+    "fuse_truncated_png": (lambda p: _write(p["ir"] / "p1.png", (p["ir"] / "p1.png").read_bytes()[:60]) or _fuse(p),
+                           "p1.png"),
+    "fuse_garbage_bytes": (lambda p: _write(p["ir"] / "p1.png", b"\x00garbage" * 40) or _fuse(p), "p1.png"),
+    "fuse_empty_file": (lambda p: _write(p["ir"] / "p0.png", b"") or _fuse(p), "p0.png"),
+    "fuse_huge_header": (lambda p: _write(p["ir"] / "p1.png", _png_header_only(100000, 100000)) or _fuse(p),
+                         "p1.png"),
+    "fuse_16bit_second_pair": (lambda p: cv2.imwrite(str(p["ir"] / "p1.png"), np.full((48, 40), 900, np.uint16))
+                               and _fuse(p), "--norm16"),
+    "fuse_unknown_method": (lambda p: _fuse(p, method="magic"), "magic"),
+    "fuse_out_is_file": (lambda p: _write(p["out"], b"mine") or _fuse(p), "out"),
+    "fuse_out_parent_is_file": (lambda p: _write(p["root"] / "f", b"x") or _fuse({**p, "out": p["root"] / "f" / "o"}),
+                                "f"),
+    "fuse_out_is_ir": (lambda p: _fuse({**p, "out": p["ir"]}), "overlaps"),
+    "fuse_out_is_ir_overwrite": (lambda p: _fuse({**p, "out": p["ir"]}, "--overwrite"), "overlaps"),
+    "fuse_out_inside_vis": (lambda p: _fuse({**p, "out": p["vi"] / "fused"}), "overlaps"),
+    "fuse_out_contains_inputs": (lambda p: _fuse({**p, "out": p["root"] / "set"}), "overlaps"),
+    "fuse_ir_equals_vis": (lambda p: _fuse({**p, "vi": p["ir"]}), "same folder"),
+    "fuse_out_unwritable": (lambda p: _fuse({**p, "out": Path("/proc/rgbt_test_out")}), "rgbt_test_out"),
+    "fuse_bad_norm16": (lambda p: _fuse(p, "--norm16", "sideways"), "sideways"),
+    "fuse_norm16_lo_above_hi": (lambda p: _fuse(p, "--norm16", "fixed:9:1"), "LO"),
+    "fuse_negative_tile": (lambda p: _fuse(p, "--tile", "-5", method="densefuse"), "--tile -5"),
+    "fuse_tile_1": (lambda p: _fuse(p, "--tile", "1", method="densefuse"), "--tile 1"),
+    "fuse_tile_not_a_number": (lambda p: _fuse(p, "--tile", "big"), "big"),
+    "fuse_bogus_device": (lambda p: _fuse(p, "--device", "bogus"), "bogus"),
+    "fuse_cuda_without_gpu": (lambda p: _fuse(p, "--device", "cuda:7"), "cuda:7"),
+    "fuse_bits_12": (lambda p: _fuse(p, "--bits", "12"), "12"),
+    "fuse_misspelt_flag": (lambda p: _fuse(p, "--overwrit"), "--overwrit"),
+    "fuse_flag_prefix": (lambda p: _fuse(p, "--over"), "--over"),
+    "fuse_missing_ckpt": (lambda p: _fuse(p, "--ckpt", str(p["root"] / "none.pt"), method="densefuse"), "none.pt"),
+    "fuse_garbage_ckpt": (lambda p: _write(p["root"] / "g.pt", b"garbage") or
+                          _fuse(p, "--ckpt", str(p["root"] / "g.pt"), method="densefuse"), "g.pt"),
+    "fuse_ckpt_wrong_model": (lambda p: _fuse(p, "--ckpt", str(_weights(p)), method="swinfusion"), "densefuse"),
+    "fuse_ckpt_for_classical": (lambda p: _fuse(p, "--ckpt", str(_weights(p))), "learned"),
+    "fuse_official_classical": (lambda p: _fuse(p, "--official"), "learned"),
+    "fuse_official_16bit_out": (lambda p: _fuse(p, "--official", "--bits", "16", method="densefuse"), "8-bit"),
+    "fuse_malicious_ckpt": (lambda p: _fuse(p, "--ckpt", str(_evil(p)), method="densefuse"), "never unpickled"),
+    # evaluate
+    "eval_csv_exists": (lambda p: _write(p["root"] / "s.csv", b"mine") or _eval(p, "--csv", str(p["root"] / "s.csv")),
+                        "--overwrite"),
+    "eval_csv_is_folder": (lambda p: _eval(p, "--csv", str(p["fused"]), "--overwrite"), "folder"),
+    "eval_csv_unwritable": (lambda p: _eval(p, "--csv", "/proc/rgbt_scores.csv"), "rgbt_scores.csv"),
+    "eval_ambiguous_layout": (lambda p: _write(p["fused"] / "p0.png", (p["ir"] / "p0.png").read_bytes()) or _eval(p),
+                              "method folders"),
+    "eval_missing_fused": (lambda p: _eval({**p, "fused": p["root"] / "nope"}), "nope"),
+    "eval_unknown_metric": (lambda p: _eval(p)[:-1] + ["EN,Magic"], "Magic"),
+    "eval_unknown_convention": (lambda p: _eval(p, "--convention", "matlab"), "matlab"),
+    "eval_corrupt_fused": (lambda p: _write(p["fused"] / "average" / "p1.png", b"junk") or _eval(p), "p1.png"),
+    # export, fit, detect, demo
+    "export_missing_ckpt": (lambda p: ["export", "--ckpt", str(p["root"] / "x.ckpt"), "--out", str(p["out"])],
+                            "x.ckpt"),
+    "export_out_exists": (lambda p: _write(p["root"] / "o.pt", b"mine") or
+                          ["export", "--ckpt", str(_weights(p)), "--out", str(p["root"] / "o.pt")], "--overwrite"),
+    "export_malicious": (lambda p: ["export", "--ckpt", str(_evil(p)), "--out", str(p["out"])], "never unpickled"),
+    "fit_missing_config": (lambda p: ["fit", "--config", str(p["root"] / "none.yaml")], "none.yaml"),
+    "fit_misspelt_key": (lambda p: ["fit", "--config", "experiments/densefuse.yaml", "--trainer.max_step", "3"],
+                         "max_step"),
+    "detect_fit_missing_config": (lambda p: ["detect", "fit", "--config", str(p["root"] / "none.yaml")], "none.yaml"),
+    "demo_missing_config": (lambda p: ["demo", "--config", str(p["root"] / "none.yaml"), "--out", str(p["out"])],
+                            "none.yaml"),
+    "register_apply_reg_is_folder": (lambda p: ["register", "apply", "--reg", str(p["root"]), "--ir", str(p["ir"]),
+                                                "--vis", str(p["vi"]), "--out", str(p["out"])], "folder"),
+    "calibrate_bad_board": (lambda p: ["calibrate", "--board", "hexagon:9x6:25", "--cam1", str(p["ir"] / "*.png"),
+                                       "--out", str(p["root"] / "rig.yaml")], "hexagon"),
+}  # fmt: skip
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {
+        str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else "dir"
+        for f in sorted(root.rglob("*"))
+    }
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input(case, tmp_path, capfd, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # configs named relative to the repository
+    paths = _setup(tmp_path)
+    prepare, expected = CASES[case]
+    argv = prepare(paths)
+    before = _snapshot(tmp_path)
+    capfd.readouterr()
+    try:
+        code = rgbt(argv)
+    except SystemExit as e:  # argparse exits from inside main
+        code = e.code
+    out, err = capfd.readouterr()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2, f"{case}: exit {code}\n{err}"
+    assert len(lines) == 1, f"{case}: {len(lines)} stderr lines\n{err}"
+    assert "Traceback" not in err and "error" in lines[0] and lines[0].startswith("rgbt"), err
+    assert expected in lines[0], f"{case}: {lines[0]!r} does not name {expected!r}"
+    assert _snapshot(tmp_path) == before, f"{case}: files changed"
+    assert not (tmp_path / "pwned").exists()
+
+
+_VALID = {ext: cv2.imencode(ext, synth_pair(24, 32, 0)[0])[1].tobytes() for ext in (".png", ".jpg", ".bmp", ".tif")}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    ext=st.sampled_from(sorted(_VALID)),
+    cut=st.integers(0, 2000),
+    flips=st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=8),
+    junk=st.binary(max_size=64),
+    size=st.tuples(st.integers(0, 2**31 - 1), st.integers(0, 2**31 - 1)),
+)
+def test_image_reader_fuzz_never_crashes(tmp_path, ext, cut, flips, junk, size):
+    """Truncated, bit-flipped, padded and forged files: read_image returns an image or raises RgbtError."""
+    from fusion.errors import RgbtError
+    from fusion.io import read_image
+
+    data = bytearray(_VALID[ext][: max(cut, 1)] if cut < len(_VALID[ext]) else _VALID[ext])
+    for pos, val in flips:
+        if pos < len(data):
+            data[pos] = val
+    data += junk
+    path = tmp_path / f"f{ext}"
+    for blob in (bytes(data), _png_header_only(*size)):
+        path.write_bytes(blob)
+        try:
+            img, info = read_image(path, norm16=None)
+            assert img.ndim == 4 and img.shape[1] in (1, 3) and torch.isfinite(img).all()
+        except RgbtError as e:
+            assert "\n" not in str(e)
