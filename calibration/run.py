@@ -36,8 +36,15 @@ def parse_board(text: str) -> Chessboard | CodedBoard:
         path = Path(parts[1])
         if not path.is_file():
             raise RgbtError(f"coded board image {short(path)} not found; pass the printable board PNG")
-        square = float(parts[2]) if len(parts) > 2 else 50.5
+        try:
+            square = float(parts[2]) if len(parts) > 2 else 50.5
+            if not square > 0 or len(parts) > 3:
+                raise ValueError
+        except ValueError:
+            raise RgbtError(f"board '{text}': write coded:BOARD.png or coded:BOARD.png:SQUARE_MM (e.g. 50.5)") from None
         return CodedBoard.from_image(path, square=square)
+    if text.startswith("chessboard:") and len(text.split(":")) == 2:  # a size in mm is needed for the baseline
+        raise RgbtError(f"board '{text}': give the square size in millimetres, e.g. {text}:25")
     return parse_board_spec(text)
 
 

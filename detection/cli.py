@@ -59,13 +59,19 @@ def cmd_compare(a: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rgbt detect", description="downstream detection on fused and RGB-T input")
-    sub = p.add_subparsers(dest="command", required=True)
+    from fusion.cli import OneLineParser
+
+    p = OneLineParser(prog="rgbt detect", description="downstream detection on fused and RGB-T input")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for name in LIGHTNING:
         sub.add_parser(
             name, help=f"{name} a detector: rgbt detect {name} --config experiments/detect_msrs.yaml", add_help=False
         )
-    c = sub.add_parser("compare", help="train the same detector on each input and print one mAP table")
+    c = sub.add_parser(
+        "compare",
+        help="train the same detector on each input and print one mAP table",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     c.add_argument("--root", default="msrs", help="labelled dataset (a name under the data root or a folder)")
     c.add_argument("--data", help="data root (default: $RGBT_DATA, ./data, ../shared/data)")
     c.add_argument("--inputs", default="ir,vis,fused,early,two_stream", help="comma-separated inputs")
@@ -93,6 +99,10 @@ def main(argv: list[str]) -> int:
     from fusion.cli import dispatch
 
     datamodule = None
+    if argv and argv[0] == "predict" and not any(a == "--ckpt_path" or a.startswith("--ckpt_path=") for a in argv):
+        print("rgbt detect predict: error: no --ckpt_path; pass the checkpoint that rgbt detect fit wrote "
+              "(an untrained detector would predict random boxes)", file=sys.stderr)  # fmt: skip
+        return 2
     if argv and argv[0] in LIGHTNING:
         from detection.module import DetectionDataModule as datamodule
     return dispatch(argv, "rgbt detect", build_parser(), LIGHTNING, datamodule)

@@ -108,7 +108,9 @@ def cmd_demo(a: argparse.Namespace) -> None:
     from fusion.demo import DemoConfig, timed_demo
 
     cfg = DemoConfig.from_yaml(a.config) if a.config else DemoConfig()
-    if a.limit:
+    if a.limit is not None:
+        if a.limit < 1:
+            raise RgbtError(f"--limit {a.limit}: give a positive number of pairs per dataset (or leave it out: all)")
         cfg.limit = a.limit
     if a.methods:
         from fusion.methods import available_methods
@@ -292,7 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("calibrate", help="calibrate one camera or a stereo pair from board images")
     c.add_argument(
-        "--board", required=True, help="chessboard:COLSxROWS:SQUARE_MM (inner corners), e.g. chessboard:9x6:25"
+        "--board",
+        required=True,
+        help="chessboard:COLSxROWS:SQUARE_MM (inner corners, e.g. chessboard:9x6:25), circles:COLSxROWS:MM, "
+        "acircles:COLSxROWS:MM, charuco:SQXxSQY:SQUARE_MM:MARKER_MM[:DICT_4X4_50], or coded:BOARD.png[:SQUARE_MM] "
+        "(the MRT coded thermal board)",
     )
     c.add_argument("--cam1", required=True, help="quoted glob of the first camera's images, e.g. 'calib/left*.jpg'")
     c.add_argument("--cam2", help="quoted glob of the second camera's images (pairs by trailing number)")

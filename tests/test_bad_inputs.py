@@ -154,6 +154,24 @@ CASES = {
                                                 "--vis", str(p["vi"]), "--out", str(p["out"])], "folder"),
     "calibrate_bad_board": (lambda p: ["calibrate", "--board", "hexagon:9x6:25", "--cam1", str(p["ir"] / "*.png"),
                                        "--out", str(p["root"] / "rig.yaml")], "hexagon"),
+    "demo_limit_0": (lambda p: ["demo", "--limit", "0", "--out", str(p["out"])], "--limit 0"),
+    "demo_limit_negative": (lambda p: ["demo", "--limit", "-1", "--out", str(p["out"])], "--limit -1"),
+    "calibrate_no_square_size": (lambda p: ["calibrate", "--board", "chessboard:9x6", "--cam1", str(p["ir"] / "*.png"),
+                                            "--out", str(p["root"] / "rig.yaml")], "millimetres"),
+    "calibrate_coded_bad_size": (lambda p: ["calibrate", "--board", f"coded:{p['ir'] / 'p0.png'}:abc", "--cam1",
+                                            str(p["ir"] / "*.png"), "--out", str(p["root"] / "rig.yaml")], "abc"),
+    "detect_predict_untrained": (lambda p: ["detect", "predict", "--config", "experiments/detect_msrs.yaml"],
+                                 "--ckpt_path"),
+    "register_apply_nan_matrix": (lambda p: _write(p["root"] / "r.yaml", b"direction: IR -> RGB\nmodel: affine\n"
+                                                   b"H: [[.nan, 0, 0], [0, 1, 0], [0, 0, 1]]\nsource_size: [40, 56]\n"
+                                                   b"target_size: [40, 56]\n") or
+                                  ["register", "apply", "--reg", str(p["root"] / "r.yaml"), "--ir", str(p["ir"]),
+                                   "--vis", str(p["vi"]), "--out", str(p["out"])], "invertible"),
+    "register_apply_singular_matrix": (lambda p: _write(p["root"] / "r.yaml", b"direction: IR -> RGB\nmodel: affine\n"
+                                                        b"H: [[1, 2, 0], [2, 4, 0], [0, 0, 1]]\nsource_size: [40, 56]"
+                                                        b"\ntarget_size: [40, 56]\n") or
+                                       ["register", "apply", "--reg", str(p["root"] / "r.yaml"), "--ir", str(p["ir"]),
+                                        "--vis", str(p["vi"]), "--out", str(p["out"])], "invertible"),
 }  # fmt: skip
 
 
