@@ -184,3 +184,45 @@ def test_tune_allocator_applies_on_glibc_and_can_be_turned_off():
     assert run({**env, "RGBT_MALLOC": "default"}).stdout.strip() == "False"
     glibc = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
     assert run(env).stdout.strip() == str(glibc)
+
+
+def test_interrupted_fuse_keeps_a_manifest_of_every_png(pair_dirs, tmp_path, monkeypatch, capsys):
+    """An interrupt after the first image leaves that image and a manifest listing exactly it; a rerun finishes."""
+    import json
+
+    import fusion.fuse as F
+
+    ir, vi = pair_dirs
+    out = tmp_path / "out"
+    real, calls = F.fuse_pair, []
+
+    def flaky(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(F, "fuse_pair", flaky)
+    code, _, err = run(fuse_args(ir, vi, out), capsys)
+    assert code == 130 and "rerun to continue" in err
+    pngs = sorted(p.stem for p in out.glob("*.png"))
+    assert len(pngs) == 1 and sorted(json.loads((out / "rgbt_fuse.json").read_text())["images"]) == pngs
+    monkeypatch.setattr(F, "fuse_pair", real)
+    assert run(fuse_args(ir, vi, out), capsys)[0] == 0
+    assert sorted(json.loads((out / "rgbt_fuse.json").read_text())["images"]) == ["p0", "p1", "p2"]
+
+
+def test_a_second_fuse_into_a_locked_folder_is_refused_and_stale_tmp_files_go(pair_dirs, tmp_path, capsys):
+    from fusion.fuse import claim_folder
+
+    ir, vi = pair_dirs
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".p0.png.abc123.tmp"  # what atomic_write_bytes leaves when a run is killed mid-write
+    stale.write_bytes(b"half")
+    with claim_folder(out):  # another run holds the folder
+        code, _, err = run(fuse_args(ir, vi, out), capsys)
+        assert code == 2 and "another rgbt run is writing into" in err
+        assert not any(out.glob("*.png"))
+    assert not stale.exists()  # the holder cleared it when it took the folder
+    assert run(fuse_args(ir, vi, out), capsys)[0] == 0 and len(list(out.glob("*.png"))) == 3
