@@ -4,7 +4,7 @@
 set -euo pipefail
 data=${RGBT_DATA:-../shared/data}
 methods=("$@")
-[ ${#methods[@]} -eq 0 ] && methods=(average max weighted laplacian gff densefuse ddcgan swinfusion)
+[ ${#methods[@]} -eq 0 ] && methods=(average max weighted laplacian gff densefuse ddcgan swinfusion cddfuse)
 for ds in tno roadscene/test; do
   slug=${ds//\//_}
   for m in "${methods[@]}"; do

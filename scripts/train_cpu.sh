@@ -35,3 +35,11 @@ rgbt fit --config experiments/densefuse_decoder.yaml "${common[@]}" --trainer.ma
   --trainer.callbacks.init_args.every_n_train_steps 10
 rgbt export --ckpt runs/densefuse_decoder/last.ckpt --out weights/densefuse.pt --overwrite \
   --meta data=roadscene/train command="scripts/train_cpu.sh (densefuse stage 1 + decoder)"
+
+# CDDFuse: phase I (autoencoder + decomposition loss) for 250 steps, then phase II (fusion), batch 8 of 64x64,
+# Adam 5e-4 without decay (the official 1e-4 with halving is for 120 epochs), gradient norm clipped at 0.01
+rgbt fit --config experiments/cddfuse.yaml "${common[@]}" --trainer.max_time 00:00:45:00 \
+  --trainer.callbacks.init_args.every_n_train_steps 20 --data.patch_size 64 --data.batch_size 8 \
+  --model.init_args.phase1_steps 250 --model.init_args.lr 5.0e-4 --model.init_args.lr_milestones '[]'
+rgbt export --ckpt runs/cddfuse/last.ckpt --out weights/cddfuse.pt --overwrite \
+  --meta data=roadscene/train command="scripts/train_cpu.sh (cddfuse)"

@@ -125,7 +125,7 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_malicious_pickle_is_refused_and_never_runs(tmp_path, capsys):
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path, capsys, pair_dirs):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pth"
     with open(evil, "wb") as f:  # a plain pickle, as torch.save's legacy format writes it
@@ -136,8 +136,8 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, capsys):
     for path in (evil, tmp_path / "evil2.pth", tmp_path / "evil3.pth"):
         with pytest.raises(RgbtError, match="never unpickled|not a readable weight file"):
             load_model(path)
-        ir = tmp_path / "ir"
-        assert rgbt(["fuse", "--method", "densefuse", "--ckpt", str(path), "--ir", str(ir), "--vis", str(ir),
+        ir, vi = pair_dirs
+        assert rgbt(["fuse", "--method", "densefuse", "--ckpt", str(path), "--ir", str(ir), "--vis", str(vi),
                      "--out", str(tmp_path / "o")]) == 2  # fmt: skip
         assert rgbt(["export", "--ckpt", str(path), "--out", str(tmp_path / "w.pt")]) == 2
     err = capsys.readouterr().err

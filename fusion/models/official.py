@@ -63,25 +63,12 @@ def detect(obj) -> str | None:
     return None
 
 
-def _densefuse(state: dict) -> dict:
-    out = {}
-    for k, v in _strip_module(state).items():
-        m = re.fullmatch(r"conv1\.conv2d\.(\w+)", k)
-        if m:
-            out[f"encoder.conv1.1.{m[1]}"] = v
-            continue
-        m = re.fullmatch(r"DB1\.denseblock\.(\d+)\.dense_conv\.conv2d\.(\w+)", k)
-        if m:
-            out[f"encoder.dense.{m[1]}.1.{m[2]}"] = v
-            continue
-        m = re.fullmatch(r"conv([2-5])\.conv2d\.(\w+)", k)
-        if m:
-            out[f"decoder.body.{int(m[1]) - 2}.1.{m[2]}"] = v
-            continue
-        out[k] = v  # unknown: load_state_dict names it
-    return out
-
-
+# official key -> ours: (pattern, template with {1}, {2}... for the groups; a callable gets the match)
+_DENSEFUSE_RULES = [
+    (r"conv1\.conv2d\.(\w+)", "encoder.conv1.1.{1}"),
+    (r"DB1\.denseblock\.(\d+)\.dense_conv\.conv2d\.(\w+)", "encoder.dense.{1}.1.{2}"),
+    (r"conv([2-5])\.conv2d\.(\w+)", lambda m: f"decoder.body.{int(m[1]) - 2}.1.{m[2]}"),  # conv2..5: the decoder
+]
 _BLOCK = [(r"norm1\.", "norm1.0."), (r"attn\.", "attn.0."), (r"norm2\.", "norm2.0."),
           (r"mlp\.fc1\.", "mlp.0.0."), (r"mlp\.fc2\.", "mlp.0.2.")]  # fmt: skip
 _CROSS = [(r"norm1_A\.", "norm1.0."), (r"norm1_B\.", "norm1.1."), (r"attn_A\.", "attn.0."), (r"attn_B\.", "attn.1."),
@@ -100,35 +87,40 @@ def _rename(rest: str, table) -> str:
     return rest
 
 
-def _swinfusion(state: dict) -> dict:
-    """Official SwinFusion keys -> ours. The unused second stem (``conv_first*_B``) and the buffers
-    (``relative_position_index``, ``attn_mask``, which this network recomputes for every size) are dropped."""
+_SWINFUSION_RULES = [
+    (r"(.+)\.(weight|bias)", lambda m: f"{_SWIN_TOP[m[1]]}.{m[2]}" if m[1] in _SWIN_TOP else None),
+    (r"layers_Ex_([AB])\.0\.residual_group\.blocks\.(\d+)\.(.+)",
+     lambda m: f"extract.{'AB'.index(m[1])}.{m[2]}.{_rename(m[3], _BLOCK)}"),
+    (r"layers_Fusion\.(\d+)\.residual_group_([AB])\.blocks\.(\d+)\.(.+)",
+     lambda m: f"fusion.{m[1]}.intra_{m[2].lower()}.{m[3]}.{_rename(m[4], _BLOCK)}"),
+    (r"layers_Fusion\.(\d+)\.residual_group\.blocks\.(\d+)\.(.+)",
+     lambda m: f"fusion.{m[1]}.cross.{m[2]}.{_rename(m[3], _CROSS)}"),  # the cross-attention blocks
+    (r"layers_Re\.0\.residual_group\.blocks\.(\d+)\.(.+)", lambda m: f"recon.{m[1]}.{_rename(m[2], _BLOCK)}"),
+]  # fmt: skip
+
+
+def _apply_rules(state: dict, rules, drop=lambda k: False) -> dict:
+    """Rename every key by the first rule that matches it; keys no rule renames are kept (load_state_dict then
+    names them), keys ``drop`` selects are left out."""
     out = {}
     for k, v in _strip_module(state).items():
-        if k.endswith(("relative_position_index", "attn_mask")) or k.startswith(("conv_first1_B", "conv_first2_B")):
+        if drop(k):
             continue
-        top, _, leaf = k.rpartition(".")
-        if top in _SWIN_TOP:
-            out[f"{_SWIN_TOP[top]}.{leaf}"] = v
-            continue
-        m = re.fullmatch(r"layers_Ex_([AB])\.0\.residual_group\.blocks\.(\d+)\.(.+)", k)
-        if m:
-            out[f"extract.{'AB'.index(m[1])}.{m[2]}.{_rename(m[3], _BLOCK)}"] = v
-            continue
-        m = re.fullmatch(r"layers_Fusion\.(\d+)\.residual_group_([AB])\.blocks\.(\d+)\.(.+)", k)
-        if m:
-            out[f"fusion.{m[1]}.intra_{m[2].lower()}.{m[3]}.{_rename(m[4], _BLOCK)}"] = v
-            continue
-        m = re.fullmatch(r"layers_Fusion\.(\d+)\.residual_group\.blocks\.(\d+)\.(.+)", k)
-        if m:
-            out[f"fusion.{m[1]}.cross.{m[2]}.{_rename(m[3], _CROSS)}"] = v
-            continue
-        m = re.fullmatch(r"layers_Re\.0\.residual_group\.blocks\.(\d+)\.(.+)", k)
-        if m:
-            out[f"recon.{m[1]}.{_rename(m[2], _BLOCK)}"] = v
-            continue
-        out[k] = v
+        new = None
+        for pat, rep in rules:
+            m = re.fullmatch(pat, k)
+            if m:
+                new = rep(m) if callable(rep) else rep.format(*([m[0], *m.groups()]))
+                if new is not None:
+                    break
+        out[new or k] = v
     return out
+
+
+def _swin_drop(k: str) -> bool:
+    """The unused second stem (``conv_first*_B``) and the buffers (``relative_position_index``, ``attn_mask``,
+    which our network recomputes for every size)."""
+    return k.endswith(("relative_position_index", "attn_mask")) or k.startswith(("conv_first1_B", "conv_first2_B"))
 
 
 def convert(name: str, obj: dict) -> dict[str, torch.Tensor]:
@@ -139,7 +131,9 @@ def convert(name: str, obj: dict) -> dict[str, torch.Tensor]:
         return convert_official(obj)
     if isinstance(obj.get("params"), dict):
         obj = obj["params"]
-    return _densefuse(obj) if name == "densefuse" else _swinfusion(obj)
+    if name == "densefuse":
+        return _apply_rules(obj, _DENSEFUSE_RULES)
+    return _apply_rules(obj, _SWINFUSION_RULES, _swin_drop)
 
 
 def official_uint8(name: str, raw: torch.Tensor) -> np.ndarray:

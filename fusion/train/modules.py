@@ -18,6 +18,15 @@ from fusion.models import DDcGANDiscriminator
 from fusion.train.base import FusionTask
 
 
+def adam_with_milestones(params, lr: float, milestones: list[int] | None, gamma: float):
+    """Adam, with the learning rate multiplied by ``gamma`` at each step in ``milestones`` (none: constant)."""
+    opt = torch.optim.Adam(params, lr=lr)
+    if not milestones:
+        return opt
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
 class FusionModule(FusionTask):
     """Train ``model`` so that ``loss(model(vis, ir), vis, ir)["total"]`` falls.
 
@@ -54,11 +63,9 @@ class FusionModule(FusionTask):
         return terms["total"]
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=self.hparams.lr)
-        if not self.hparams.lr_milestones:
-            return opt
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, self.hparams.lr_milestones, self.hparams.lr_gamma)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        h = self.hparams
+        return adam_with_milestones([p for p in self.model.parameters() if p.requires_grad], h.lr, h.lr_milestones,
+                                    h.lr_gamma)  # fmt: skip
 
 
 class AutoencoderModule(FusionTask):
@@ -248,8 +255,5 @@ class CDDFuseModule(FusionTask):
         return terms["total"]
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr)
-        if not self.hparams.lr_milestones:
-            return opt
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, self.hparams.lr_milestones, self.hparams.lr_gamma)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        h = self.hparams
+        return adam_with_milestones(self.model.parameters(), h.lr, h.lr_milestones, h.lr_gamma)
