@@ -85,6 +85,7 @@ def run_demo(
             model = build_method(m)
             rep = fuse_pairs(model, pairs, target, method=m, overwrite=True, progress=progress, device=device)
             timings[m] += rep.seconds
+            print(f"{ds}: {m} fused {len(rep.written)} pairs in {rep.seconds:.1f} s", flush=True)  # also when piped
             fused[m] = collect_fused(target)[m]
         ds_rows = evaluate_pairs(
             fused,

@@ -14,13 +14,18 @@ HEADER = 26  # pixels of label strip above each tile
 GAP = 4
 
 
-def _tile(img: torch.Tensor, height: int, label: str) -> np.ndarray:
-    """(1, C, H, W) float image -> (HEADER + height, w, 3) uint8 RGB tile with a label strip."""
+def _tile(img: torch.Tensor, height: int, label: str, width: int) -> np.ndarray:
+    """(1, C, H, W) float image -> (HEADER + height, width, 3) uint8 RGB tile with a label strip; the image keeps
+    its aspect ratio, centred on white, so that every row's columns line up whatever the image sizes."""
     a = to_uint(img)
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
-    w = max(1, round(a.shape[1] * height / a.shape[0]))
-    a = cv2.resize(a, (w, height), interpolation=cv2.INTER_AREA)
+    s = min(height / a.shape[0], width / a.shape[1])
+    h, w = max(1, round(a.shape[0] * s)), max(1, round(a.shape[1] * s))
+    cell = np.full((height, width, 3), 255, np.uint8)
+    top, left = (height - h) // 2, (width - w) // 2
+    cell[top : top + h, left : left + w] = cv2.resize(a, (w, h), interpolation=cv2.INTER_AREA)
+    a, w = cell, width
     strip = np.full((HEADER, w, 3), 255, np.uint8)
     scale = 0.5
     (tw, _), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
@@ -41,9 +46,11 @@ def comparison_figure(rows: list[list[tuple[str, torch.Tensor]]], height: int = 
     Returns:
         (H, W, 3) uint8 RGB figure on a white background.
     """
+    # one cell width for every tile: the widest image at this height
+    width = max(max(1, round(img.shape[-1] * height / img.shape[-2])) for row in rows for _, img in row)
     rendered = []
     for row in rows:
-        tiles = [_tile(img, height, label) for label, img in row]
+        tiles = [_tile(img, height, label, width) for label, img in row]
         gap = np.full((HEADER + height, GAP, 3), 255, np.uint8)
         parts = [p for t in tiles for p in (t, gap)][:-1]
         rendered.append(np.concatenate(parts, axis=1))

@@ -226,3 +226,17 @@ def test_a_second_fuse_into_a_locked_folder_is_refused_and_stale_tmp_files_go(pa
         assert not any(out.glob("*.png"))
     assert not stale.exists()  # the holder cleared it when it took the folder
     assert run(fuse_args(ir, vi, out), capsys)[0] == 0 and len(list(out.glob("*.png"))) == 3
+
+
+def test_comparison_figure_columns_line_up():
+    """Rows of images with different aspect ratios: every tile has the same width, so the columns align."""
+    import torch
+
+    from fusion.figure import GAP, HEADER, comparison_figure
+
+    rows = [[("a", torch.rand(1, 1, 40, 80)), ("b", torch.rand(1, 3, 40, 80))],
+            [("c", torch.rand(1, 1, 60, 30)), ("d", torch.rand(1, 3, 60, 30))]]  # fmt: skip
+    fig = comparison_figure(rows, height=50)
+    assert fig.shape == (2 * (HEADER + 50) + GAP, 2 * 100 + GAP, 3)
+    # the gap column between the two tiles is white in both rows
+    assert (fig[:, 100 : 100 + GAP] == 255).all()
