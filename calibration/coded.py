@@ -61,9 +61,9 @@ class CodedBoard:
     @classmethod
     def from_image(cls, path: str | Path, **kw) -> CodedBoard:
         """Read the marker's bits from the printable board image (12 x 9 squares of 100 px, as shipped)."""
-        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise FileNotFoundError(path)
+        from calibration.boards import imread
+
+        img = imread(path, cv2.IMREAD_GRAYSCALE)
         board = cls(**kw)
         px = img.shape[1] / (board.cols + 1)  # pixels per square
         x0 = (board.marker_tl[0] + 1) * px

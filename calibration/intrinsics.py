@@ -58,6 +58,7 @@ def calibrate_camera(
     min_views: int = 4,
     min_px: float = 1.0,
     flags: int = 0,
+    what: str = "the camera",
 ) -> CameraCalibration:
     """Calibrate intrinsics from detected corners, dropping outlier views.
 
@@ -75,7 +76,10 @@ def calibrate_camera(
     rejected: dict[str, str] = {}
     while True:
         if len(names) < min_views:
-            raise RgbtError(f"only {len(names)} usable views (need {min_views}); take more board images")
+            raise RgbtError(
+                f"{what}: only {len(names)} usable views (need {min_views}); check the board spec and the images, "
+                "or take more board images"
+            )
         obj = [board.object_points()[views[n][1]] for n in names]
         img = [views[n][0].astype(np.float32) for n in names]
         rms, K, dist, rvecs, tvecs, *_ = cv2.calibrateCameraExtended(obj, img, image_size, None, None, flags=flags)

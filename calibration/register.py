@@ -116,6 +116,11 @@ def fit(args) -> Registration:
             rig = yaml.safe_load(Path(args.rig).read_text())
         except FileNotFoundError:
             raise RgbtError(f"{short(args.rig)}: no such calibration file (write one with rgbt calibrate)") from None
+        except (UnicodeDecodeError, yaml.YAMLError, IsADirectoryError):
+            raise RgbtError(f"{short(args.rig)}: not a calibration YAML written by rgbt calibrate") from None
+        if not isinstance(rig, dict) or "stereo" not in rig:
+            raise RgbtError(f"{short(args.rig)}: not a stereo calibration (no 'stereo' entry); use rgbt calibrate "
+                            "with --cam1 and --cam2")  # fmt: skip
         if args.distance is None:
             raise RgbtError("--rig needs --distance (mm from the source camera to the scene plane)")
         checks = tuple(f * args.distance for f in (0.5, 2.0)) + (1e9,)

@@ -129,6 +129,18 @@ def _lsq_affine(src: np.ndarray, dst: np.ndarray, similarity: bool) -> np.ndarra
     return np.vstack([M, [0, 0, 1]])
 
 
+def _collinear(src: np.ndarray, model: str) -> bool:
+    """Whether the points span less than the model needs: a line (affine, homography) or one point."""
+    centred = src - src.mean(0)
+    sv = np.linalg.svd(centred, compute_uv=False) if len(src) > 1 else np.zeros(2)
+    scale = max(float(np.abs(src).max()), 1.0)
+    if model in ("affine", "homography"):
+        return sv[-1] <= 1e-6 * scale * np.sqrt(len(src))
+    if model == "similarity":
+        return sv[0] <= 1e-6 * scale
+    return False
+
+
 def fit_points(
     src: np.ndarray,
     dst: np.ndarray,
@@ -157,8 +169,11 @@ def fit_points(
         fit = cv2.estimateAffinePartial2D if model == "similarity" else cv2.estimateAffine2D
         M, _ = fit(src, dst, method=flag, ransacReprojThreshold=threshold)
         H = None if M is None else np.vstack([M, [0, 0, 1]])
-    if H is None:
-        raise RgbtError(f"could not fit a {model} to these points (degenerate or too few inliers)")
+    if H is None or not np.isfinite(H).all() or abs(np.linalg.det(H)) < 1e-9 or _collinear(src, model):
+        raise RgbtError(
+            f"could not fit a {model} to these points: they are degenerate (collinear or repeated) or too few are "
+            "inliers; give points spread over the image"
+        )
     reg = Registration(H, model, source_size, target_size)
     res = np.linalg.norm(reg.map_points(src) - dst, axis=1)
     reg.info = {

@@ -61,6 +61,14 @@ def detect_all(pattern: str, board: Chessboard, thermal: bool) -> tuple[dict, di
     files = sorted(glob.glob(pattern))
     if not files:
         raise RgbtError(f"no images match '{pattern}'; check the path and quote the pattern")
+    keys: dict[str, str] = {}
+    for f in files:  # views pair by key: two files with one key would silently replace each other
+        if view_key(f) in keys:
+            raise RgbtError(
+                f"{short(keys[view_key(f)])} and {short(f)} both count as view {view_key(f)} in '{pattern}'; "
+                "give each camera its own pattern (e.g. 'left*.jpg' and 'right*.jpg')"
+            )
+        keys[view_key(f)] = f
     corners, notes, size = {}, {}, None
     for f in files:
         img = imread(f)
@@ -139,12 +147,12 @@ def run_calibration(
         raise RgbtError(f"stereo calibration with a {kind} board is not supported yet; use a chessboard or circle grid")
     result: dict = {"board": {"type": kind, "inner_corners": [board.cols, board.rows], "square_mm": board.square}}
     corners1, notes1, size1 = detect_all(cam1, board, thermal1)
-    c1 = calibrate_camera(corners1, board, size1)
+    c1 = calibrate_camera(corners1, board, size1, what=f"--cam1 '{cam1}' ({len(notes1)} images)")
     result["camera1"] = {"images": cam1, "detection": notes1, **c1.to_dict()}
     cams = {"camera1": c1}
     if cam2:
         corners2, notes2, size2 = detect_all(cam2, board, thermal2)
-        c2 = calibrate_camera(corners2, board, size2)
+        c2 = calibrate_camera(corners2, board, size2, what=f"--cam2 '{cam2}' ({len(notes2)} images)")
         result["camera2"] = {"images": cam2, "detection": notes2, **c2.to_dict()}
         result["stereo"] = calibrate_stereo(c1, c2, corners1, corners2, board).to_dict()
         cams["camera2"] = c2

@@ -172,6 +172,23 @@ CASES = {
                                                         b"\ntarget_size: [40, 56]\n") or
                                        ["register", "apply", "--reg", str(p["root"] / "r.yaml"), "--ir", str(p["ir"]),
                                         "--vis", str(p["vi"]), "--out", str(p["out"])], "invertible"),
+    "calibrate_no_usable_views": (lambda p: ["calibrate", "--board", "chessboard:9x6:25", "--cam1",
+                                             str(p["ir"] / "p0*.png"), "--out", str(p["root"] / "rig.yaml")], "--cam1"),
+    "calibrate_glob_mixes_cameras": (lambda p: [(p["ir"] / "p0.png").rename(p["ir"] / "left01.png"),
+                                                (p["ir"] / "p1.png").rename(p["ir"] / "right01.png")] and
+                                     ["calibrate", "--board", "chessboard:9x6:25", "--cam1", str(p["ir"] / "*.png"),
+                                      "--out", str(p["root"] / "rig.yaml")], "both count as view 01"),
+    "register_fit_rig_binary": (lambda p: _write(p["root"] / "rig.yaml", bytes(range(256)) * 4) or
+                                ["register", "fit", "--rig", str(p["root"] / "rig.yaml"), "--distance", "5000",
+                                 "--out", str(p["root"] / "reg.yaml")], "rig.yaml"),
+    "register_fit_collinear_points": (lambda p: _write(p["root"] / "pts.csv", b"source_x,source_y,target_x,target_y\n0,0,1,1\n10,10,11,11\n20,20,21,21\n"
+                                                       b"30,30,31,31\n") or
+                                      ["register", "fit", "--points", str(p["root"] / "pts.csv"), "--ir",
+                                       str(p["ir"] / "p0.png"), "--vis", str(p["vi"] / "p0.png"), "--out",
+                                       str(p["root"] / "reg.yaml")], "collinear"),
+    "register_fit_non_utf8_name": (lambda p: _write(p["root"] / os.fsdecode(b"bad\xff.png"), b"not an image") or
+                                   ["register", "fit", "--ir", str(p["root"] / os.fsdecode(b"bad\xff.png")), "--vis",
+                                    str(p["vi"] / "p0.png"), "--out", str(p["root"] / "reg.yaml")], "bad"),
 }  # fmt: skip
 
 
