@@ -85,22 +85,40 @@ def _detector(board: CodedBoard) -> cv2.aruco.ArucoDetector:
     return cv2.aruco.ArucoDetector(dictionary, params)
 
 
-def x_junction_score(gray: np.ndarray, pt: np.ndarray, r: int) -> float:
+def x_junction_score(gray: np.ndarray, pt: np.ndarray, r: int, axes: np.ndarray | None = None) -> float:
     """How much a point looks like a chessboard X-junction: the contrast between the two diagonal pairs of
-    quadrants around it, minus the disagreement within each pair, over the grey range (about 0..1)."""
-    x, y = int(round(pt[0])), int(round(pt[1]))
+    quadrants around it, minus the disagreement within each pair, over the grey range (about 0..1).
+
+    Args:
+        axes: (2, 2) unit image directions of the board's x and y axes at ``pt`` (rows); the quadrants are taken
+            along them, so the test holds at any in-plane rotation. None: the image axes.
+    """
+    u, v = np.eye(2) if axes is None else np.asarray(axes, np.float64)
     h, w = gray.shape
-    if x - r < 0 or y - r < 0 or x + r >= w or y + r >= h:
+    reach = r * (abs(u) + abs(v))  # the farthest sample's offset along x and y
+    if pt[0] - reach[0] < 0 or pt[1] - reach[1] < 0 or pt[0] + reach[0] >= w - 1 or pt[1] + reach[1] >= h - 1:
         return 0.0
+    t = np.arange(1, r + 1, dtype=np.float64)
+    a, b = np.meshgrid(t, t)
     g = gray.astype(np.float32)
-    q = [
-        g[y - r : y, x - r : x].mean(),
-        g[y - r : y, x + 1 : x + r + 1].mean(),
-        g[y + 1 : y + r + 1, x + 1 : x + r + 1].mean(),
-        g[y + 1 : y + r + 1, x - r : x].mean(),
-    ]
-    spread = max(float(g[y - r : y + r + 1, x - r : x + r + 1].std()), 1.0)
+
+    def sample(su: float, sv: float) -> np.ndarray:
+        xy = pt[None, None, :] + (su * a)[..., None] * u + (sv * b)[..., None] * v  # (r, r, 2)
+        return cv2.remap(g, xy[..., 0].astype(np.float32), xy[..., 1].astype(np.float32), cv2.INTER_LINEAR)
+
+    quads = [sample(-1, -1), sample(1, -1), sample(1, 1), sample(-1, 1)]  # in order around the point
+    q = [float(x.mean()) for x in quads]
+    spread = max(float(np.concatenate([x.ravel() for x in quads]).std()), 1.0)
     return (abs((q[0] + q[2]) - (q[1] + q[3])) / 2 - abs(q[0] - q[2]) - abs(q[1] - q[3])) / (2 * spread)
+
+
+def board_axes(H: np.ndarray, obj: np.ndarray) -> np.ndarray:
+    """(N, 2, 2) unit image directions of the board's x and y axes at each board point ``obj`` (N, 2) in mm."""
+    d = 1.0  # mm
+    p = cv2.perspectiveTransform(np.concatenate([obj, obj + [d, 0], obj + [0, d]]).reshape(-1, 1, 2), H)
+    p = p.reshape(3, -1, 2)
+    axes = np.stack([p[1] - p[0], p[2] - p[0]], 1)
+    return axes / np.maximum(np.linalg.norm(axes, axis=2, keepdims=True), 1e-12)
 
 
 def detect_coded(img: np.ndarray, board: CodedBoard, min_score: float = 0.4) -> tuple[np.ndarray, np.ndarray, str]:
@@ -108,10 +126,12 @@ def detect_coded(img: np.ndarray, board: CodedBoard, min_score: float = 0.4) -> 
     N = 0 when the marker is not found."""
     gray0 = to_gray8(img)
     det = _detector(board)
+    found = 0
     for name, gray in thermal_variants(gray0):
         corners, ids, _ = det.detectMarkers(gray)
         if ids is None or len(ids) != 1:
             continue
+        found = max(found, 1)
         H, _ = cv2.findHomography(board.marker_corners_mm(), corners[0].reshape(4, 2).astype(np.float64))
         obj = board.object_points()[:, :2].astype(np.float64)
         kept: dict[int, np.ndarray] = {}
@@ -136,8 +156,9 @@ def detect_coded(img: np.ndarray, board: CodedBoard, min_score: float = 0.4) -> 
                 (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 0.01),
             ).reshape(-1, 2)
             kept = {}
-            for i, p, q in zip(inside, pred[inside], ref, strict=True):
-                if np.linalg.norm(q - p) < 0.5 * step and x_junction_score(gray, q, max(2, win)) >= min_score:
+            axes = board_axes(H, obj[inside])
+            for i, p, q, ax in zip(inside, pred[inside], ref, axes, strict=True):
+                if np.linalg.norm(q - p) < 0.5 * step and x_junction_score(gray, q, max(2, win), ax) >= min_score:
                     kept[int(i)] = q
             if len(kept) < 8:
                 break
@@ -146,4 +167,6 @@ def detect_coded(img: np.ndarray, board: CodedBoard, min_score: float = 0.4) -> 
         if len(kept) >= 8:
             ids_k = np.array(sorted(kept))
             return np.array([kept[i] for i in ids_k], np.float32).reshape(-1, 1, 2), ids_k, f"{name}/aruco+grid"
-    return np.zeros((0, 1, 2), np.float32), np.zeros(0, int), "marker not found"
+        found = max(found, 1 + len(kept))
+    how = "marker not found" if not found else f"marker found, only {found - 1} corners verified"
+    return np.zeros((0, 1, 2), np.float32), np.zeros(0, int), how

@@ -19,6 +19,7 @@ from calibration.boards import (
     detect_circles,
     imread,
     parse_board_spec,
+    to_gray8,
 )
 from calibration.coded import CodedBoard, detect_coded
 from calibration.intrinsics import CameraCalibration, calibrate_camera, calibrate_stereo
@@ -128,6 +129,38 @@ def per_view_plot(cams: dict[str, CameraCalibration], height: int = 260) -> np.n
     return img
 
 
+def corner_mosaic(pattern: str, corners: dict, cam: CameraCalibration, thumb_w: int = 192, cols: int = 8):
+    """Every view of ``pattern`` as a thumbnail with its detected corners drawn (green: used, with the view's RMS;
+    grey label: not used), BGR uint8, so a person can see what the calibration rests on."""
+    files = {view_key(f): f for f in sorted(glob.glob(pattern))}
+    tiles = []
+    for key, f in files.items():
+        img = to_gray8(imread(f))
+        s = thumb_w / img.shape[1]
+        t = cv2.cvtColor(cv2.resize(img, (thumb_w, max(1, round(img.shape[0] * s))), interpolation=cv2.INTER_AREA),
+                         cv2.COLOR_GRAY2BGR)  # fmt: skip
+        c = corners.get(key)
+        pts = (c[0] if isinstance(c, tuple) else c) if c is not None else np.zeros((0, 1, 2))
+        for x, y in np.asarray(pts, np.float64).reshape(-1, 2) * s:
+            cv2.circle(t, (int(round(x)), int(round(y))), 2, (40, 200, 40), -1, cv2.LINE_AA)
+        label = f"{key} {cam.per_view[key]:.2f}px" if key in cam.per_view else f"{key} not used"
+        colour = (0, 0, 0) if key in cam.per_view else (120, 120, 120)
+        strip = np.full((16, thumb_w, 3), 255, np.uint8)
+        cv2.putText(strip, label, (2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1, cv2.LINE_AA)
+        tiles.append(np.concatenate([strip, t], 0))
+    if not tiles:
+        return np.full((1, thumb_w, 3), 255, np.uint8)
+    th = max(t.shape[0] for t in tiles)
+    tiles = [np.pad(t, ((0, th - t.shape[0]), (0, 2), (0, 0)), constant_values=255) for t in tiles]
+    tiles += [np.full_like(tiles[0], 255)] * (-len(tiles) % cols)
+    return np.concatenate([np.concatenate(tiles[i : i + cols], 1) for i in range(0, len(tiles), cols)], 0)
+
+
+def _stack(parts: list[np.ndarray]) -> np.ndarray:
+    w = max(p.shape[1] for p in parts)
+    return np.concatenate([np.pad(p, ((0, 4), (0, w - p.shape[1]), (0, 0)), constant_values=255) for p in parts], 0)
+
+
 def run_calibration(
     board: Chessboard | CodedBoard,
     cam1: str,
@@ -157,7 +190,10 @@ def run_calibration(
         result["stereo"] = calibrate_stereo(c1, c2, corners1, corners2, board).to_dict()
         cams["camera2"] = c2
     atomic_write_bytes(out, yaml.safe_dump(result, sort_keys=False).encode())
-    if plot:
-        ok, enc = cv2.imencode(".png", per_view_plot(cams))
+    if plot:  # per-view RMS bars, then every view with its detected corners, camera by camera
+        parts = [per_view_plot(cams), corner_mosaic(cam1, corners1, c1)]
+        if cam2:
+            parts.append(corner_mosaic(cam2, corners2, cams["camera2"]))
+        ok, enc = cv2.imencode(".png", _stack(parts))
         atomic_write_bytes(plot, enc.tobytes())
     return result

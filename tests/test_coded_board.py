@@ -50,6 +50,17 @@ def test_partial_view_still_gives_corners():
     assert np.linalg.norm(corners.reshape(-1, 2) - truth[ids], axis=1).max() < 0.5
 
 
+@pytest.mark.parametrize("angle", [50, 120, 200])
+def test_rotated_board_in_plane(angle):
+    """The X-junction test runs along the board's own axes, so a board turned in-plane keeps its corners."""
+    rvec = cv2.Rodrigues(cv2.Rodrigues(np.array([0.15, -0.1, 0.0]))[0] @ cv2.Rodrigues(
+        np.array([0.0, 0.0, np.deg2rad(angle)]))[0])[0].ravel()  # fmt: skip
+    img, truth = view(rvec, [0.0, 0.0, 1500.0], thermal=True)
+    corners, ids, how = detect_coded(img, BOARD)
+    assert "aruco" in how and len(ids) >= 60, (how, len(ids))
+    assert np.linalg.norm(corners.reshape(-1, 2) - truth[ids], axis=1).max() < 0.5
+
+
 def test_no_marker_no_corners():
     corners, ids, how = detect_coded(np.full((288, 382), 128, np.uint8), BOARD)
     assert len(ids) == 0 and how == "marker not found"
@@ -60,9 +71,13 @@ def test_real_thermal_coded_board(shared_data, tmp_path, capsys):
     d = shared_data / "calibration" / "thermal_coded_board"
     out = tmp_path / "thermal.yaml"
     board = f"coded:{d / 'target_60x45cm_11x9features_aruco3x3.png'}"
-    assert main(["calibrate", "--board", board, "--cam1", f"{d}/images/*.png", "--out", str(out)]) == 0
+    plot = tmp_path / "views.png"
+    argv = ["calibrate", "--board", board, "--cam1", f"{d}/images/*.png", "--out", str(out), "--plot", str(plot)]
+    assert main(argv) == 0
     res = yaml.safe_load(out.read_text())["camera1"]
     assert len(res["detection"]) == 60
-    assert res["views_used"] >= 40  # most frames
-    assert res["rms_px"] < 0.5
-    assert all("aruco" in v or "not found" in v for v in res["detection"].values())
+    assert res["views_used"] >= 55  # boards turned far in-plane included
+    assert res["rms_px"] < 0.35
+    assert all("aruco" in v or "marker" in v for v in res["detection"].values())
+    fig = cv2.imread(str(plot))
+    assert fig.shape[0] > 8 * 150  # the per-view bars and a thumbnail of every view with its corners
