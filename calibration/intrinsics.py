@@ -129,15 +129,33 @@ def calibrate_stereo(
     corners2: dict[str, np.ndarray],
     board: Chessboard,
 ) -> StereoCalibration:
-    """Extrinsics from views seen (and kept) by both cameras, each camera's intrinsics held fixed."""
-    pairs = sorted(set(cam1.per_view) & set(cam2.per_view))
+    """Extrinsics from views seen (and kept) by both cameras, each camera's intrinsics held fixed.
+
+    Partial views (``(corners, ids)``, e.g. the coded board) use the corners both cameras found in that view.
+    """
+    obj, img1, img2, pairs = [], [], [], []
+    for p in sorted(set(cam1.per_view) & set(cam2.per_view)):
+        a, b = corners1[p], corners2[p]
+        if isinstance(a, tuple):  # ids are absolute board positions: keep those both cameras saw
+            (ca, ia), (cb, ib) = a, b
+            common = np.intersect1d(ia, ib)
+            if len(common) < 6:
+                continue
+            pa, pb = {int(i): k for k, i in enumerate(ia)}, {int(i): k for k, i in enumerate(ib)}
+            obj.append(board.object_points()[common])
+            img1.append(ca[[pa[int(i)] for i in common]])
+            img2.append(cb[[pb[int(i)] for i in common]])
+        else:
+            obj.append(board.object_points())
+            img1.append(a)
+            img2.append(align_order(a, b))
+        pairs.append(p)
     if len(pairs) < 3:
         raise RgbtError(f"only {len(pairs)} board views are usable in both cameras (need 3); check the pairing")
-    obj = [board.object_points() for _ in pairs]
     rms, *_, R, T, _, _ = cv2.stereoCalibrate(
         obj,
-        [corners1[p].astype(np.float32) for p in pairs],
-        [align_order(corners1[p], corners2[p]).astype(np.float32) for p in pairs],
+        [c.astype(np.float32) for c in img1],
+        [c.astype(np.float32) for c in img2],
         cam1.K,
         cam1.dist,
         cam2.K,

@@ -176,8 +176,6 @@ def run_calibration(
     if out.exists() and not overwrite:
         raise RgbtError(f"{short(out)} exists; pass --overwrite to replace it or choose another --out")
     kind = {CodedBoard: "coded", Charuco: "charuco", CircleGrid: "circle grid"}.get(type(board), "chessboard")
-    if cam2 and kind in ("coded", "charuco"):
-        raise RgbtError(f"stereo calibration with a {kind} board is not supported yet; use a chessboard or circle grid")
     result: dict = {"board": {"type": kind, "inner_corners": [board.cols, board.rows], "square_mm": board.square}}
     corners1, notes1, size1 = detect_all(cam1, board, thermal1)
     c1 = calibrate_camera(corners1, board, size1, what=f"--cam1 '{cam1}' ({len(notes1)} images)")

@@ -83,6 +83,9 @@ def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
+PTS_HEADER = b"source_x,source_y,target_x,target_y\n"
+COLLINEAR = b"0,0,1,1\n10,10,11,11\n20,20,21,21\n30,30,31,31\n"
+
 # case id -> (prepare(paths) -> argv, text the one line must contain)
 CASES = {
     # fuse: inputs
@@ -181,8 +184,7 @@ CASES = {
     "register_fit_rig_binary": (lambda p: _write(p["root"] / "rig.yaml", bytes(range(256)) * 4) or
                                 ["register", "fit", "--rig", str(p["root"] / "rig.yaml"), "--distance", "5000",
                                  "--out", str(p["root"] / "reg.yaml")], "rig.yaml"),
-    "register_fit_collinear_points": (lambda p: _write(p["root"] / "pts.csv", b"source_x,source_y,target_x,target_y\n0,0,1,1\n10,10,11,11\n20,20,21,21\n"
-                                                       b"30,30,31,31\n") or
+    "register_fit_collinear_points": (lambda p: _write(p["root"] / "pts.csv", PTS_HEADER + COLLINEAR) or
                                       ["register", "fit", "--points", str(p["root"] / "pts.csv"), "--ir",
                                        str(p["ir"] / "p0.png"), "--vis", str(p["vi"] / "p0.png"), "--out",
                                        str(p["root"] / "reg.yaml")], "collinear"),

@@ -81,3 +81,27 @@ def test_real_thermal_coded_board(shared_data, tmp_path, capsys):
     assert all("aruco" in v or "marker" in v for v in res["detection"].values())
     fig = cv2.imread(str(plot))
     assert fig.shape[0] > 8 * 150  # the per-view bars and a thumbnail of every view with its corners
+
+
+def test_stereo_calibration_with_the_coded_board(tmp_path):
+    """Two cameras see the coded board in six poses; the stereo baseline comes back from the coded corners."""
+    from calibration.run import run_calibration
+
+    rig_R = cv2.Rodrigues(np.array([0.0, 0.05, 0.0]))[0]
+    rig_t = np.array([-120.0, 0.0, 0.0])  # camera 2 is 120 mm to the right of camera 1
+    poses = [([0.2, -0.25, 0.05], [-250.0, -200.0, 1400.0]), ([-0.3, 0.2, 0.3], [-300.0, -150.0, 1600.0]),
+             ([0.1, 0.35, -0.2], [-200.0, -250.0, 1500.0]), ([0.35, 0.1, 0.9], [-150.0, -300.0, 1700.0]),
+             ([-0.2, -0.3, 1.6], [-100.0, -100.0, 1450.0]), ([0.25, 0.25, -0.6], [-350.0, -200.0, 1800.0])]  # fmt: skip
+    for d in ("left", "right"):
+        (tmp_path / d).mkdir()
+    for i, (rvec, tvec) in enumerate(poses):
+        R1 = cv2.Rodrigues(np.array(rvec))[0]
+        cv2.imwrite(str(tmp_path / "left" / f"left{i:02d}.png"), view(rvec, tvec, thermal=True, seed=i)[0])
+        r2 = cv2.Rodrigues(rig_R @ R1)[0].ravel()
+        t2 = rig_R @ np.array(tvec) + rig_t
+        cv2.imwrite(str(tmp_path / "right" / f"right{i:02d}.png"), view(r2, t2, thermal=True, seed=10 + i)[0])
+    res = run_calibration(BOARD, str(tmp_path / "left" / "*.png"), tmp_path / "rig.yaml",
+                          str(tmp_path / "right" / "*.png"))  # fmt: skip
+    assert len(res["stereo"]["pairs_used"]) >= 5
+    assert abs(res["stereo"]["baseline_mm"] - 120.0) < 3.0, res["stereo"]["baseline_mm"]
+    assert res["stereo"]["rms_px"] < 0.5
