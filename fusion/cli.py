@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--convention",
         default="standard",
-        choices=("standard", "vifb", "tang", "cddfuse"),
+        choices=("standard", "vifb", "tang", "tang2022", "cddfuse"),
         help="whose metric definitions to use (default: standard; see docs/metrics.md)",
     )
     e.set_defaults(func=cmd_evaluate)

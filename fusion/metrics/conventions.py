@@ -7,6 +7,8 @@ images are turned into those levels. See ``docs/metrics.md`` for the table of di
   PSNR with peak 255, SSIM (L = 255) averaged over the two sources.
 - ``vifb``: VIFB's MATLAB code (Zhang et al., CVPRW 2020).
 - ``tang``: Linfeng Tang's MATLAB code (after 2023-03-03).
+- ``tang2022``: the same code as the 2022 papers ran it (2022-05-02 until 2023-03-03): uint8 saturation in SD
+  and VIF, SF and Qabf on images divided by 255 (:mod:`fusion.metrics.tang2022`).
 - ``cddfuse``: CDDFuse's ``utils/Evaluator.py``.
 """
 
@@ -19,7 +21,7 @@ from functools import partial
 import torch
 
 from fusion.io import rgb_to_grey
-from fusion.metrics import error, fmi, gradient, information, perceptual, structural
+from fusion.metrics import error, fmi, gradient, information, perceptual, structural, tang2022
 from fusion.metrics._kernels import bgr2gray_opencv_float, rgb2gray_matlab
 
 MetricFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -149,6 +151,26 @@ TANG = Convention(
     extra=FMI,
 )
 
+TANG2022 = Convention(
+    "tang2022",
+    rgb2gray_matlab,
+    True,
+    {  # the default mode's 11 metrics, in the order the code writes them
+        "EN": TANG.metrics["EN"],
+        "MI": TANG.metrics["MI"],
+        "SD": (_f_only(tang2022.sd), True),
+        "SF": (_f_only(tang2022.sf), True),
+        "MSE": TANG.metrics["MSE"],
+        "PSNR": TANG.metrics["PSNR"],
+        "VIF": (partial(structural.vif, uint8_products=True), True),
+        "AG": TANG.metrics["AG"],
+        "SCD": TANG.metrics["SCD"],
+        "CC": TANG.metrics["CC"],
+        "Qabf": (tang2022.qabf, True),
+    },
+    extra={"SSIM": (perceptual.mef_ssim, True), **FMI},  # the code's non-default SSIM is MEF-SSIM
+)
+
 CDDFUSE = Convention(
     "cddfuse",
     bgr2gray_opencv_float,
@@ -169,4 +191,4 @@ CDDFUSE = Convention(
     },
 )
 
-CONVENTIONS = {c.name: c for c in (STANDARD, VIFB, TANG, CDDFUSE)}
+CONVENTIONS = {c.name: c for c in (STANDARD, VIFB, TANG, TANG2022, CDDFUSE)}

@@ -67,10 +67,14 @@ def ssim_from_moments(
     return index(m[:, 1:2], m[:, 4:5], m[:, 6:7]), index(m[:, 2:3], m[:, 5:6], m[:, 7:8])
 
 
-def _vif_pair(ref: torch.Tensor, dist: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def _vif_pair(
+    ref: torch.Tensor, dist: torch.Tensor, dtype: torch.dtype = torch.float64, uint8_products: bool = False
+) -> torch.Tensor:
     """Pixel-domain multiscale VIF (Sheikh and Bovik's ``vifp_mscale``) of (B, R, H, W) references against
     one (B, 1, H, W) distorted image, all references in the same filtering passes; returns (B, R), float64.
 
+    ``uint8_products``: at the first scale the products ref*ref, dist*dist and ref*dist saturate at 255, as
+    MATLAB's uint8 arithmetic does when the images are handed over as uint8 (the 2022 tang code).
     ``dtype`` float32 filters and combines the moments in float32 (faster on CPU). Its rounding would hide the
     reference code's test for flat reference windows (variance below 1e-10), so those are found from neighbour
     differences instead and their variance set to 0; data are centred first (moments are shift-invariant).
@@ -93,7 +97,10 @@ def _vif_pair(ref: torch.Tensor, dist: torch.Tensor, dtype: torch.dtype = torch.
             ref, dist = rd[:, :r], rd[:, r:]
         if min(ref.shape[-2:]) < n:
             break
-        m = filter_valid(torch.cat([ref, dist, ref * ref, dist * dist, ref * dist], 1), g, dtype)
+        prods = [ref * ref, dist * dist, ref * dist]
+        if uint8_products and scale == 1:
+            prods = [p.clamp(max=255) for p in prods]
+        m = filter_valid(torch.cat([ref, dist, *prods], 1), g, dtype)
         mu1, mu2 = m[:, :r], m[:, r : r + 1]
         s1 = (m[:, r + 1 : 2 * r + 1] - mu1 * mu1).clamp_min(0)
         s2 = (m[:, 2 * r + 1 : 2 * r + 2] - mu2 * mu2).clamp_min(0)
@@ -122,11 +129,17 @@ def _vif_pair(ref: torch.Tensor, dist: torch.Tensor, dtype: torch.dtype = torch.
 
 
 def vif(
-    f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, nan_to_one: bool = True, dtype: torch.dtype = torch.float64
+    f: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    nan_to_one: bool = True,
+    dtype: torch.dtype = torch.float64,
+    uint8_products: bool = False,
 ) -> torch.Tensor:
     """VIF(A, F) + VIF(B, F). A flat source gives 0/0; with ``nan_to_one`` that term is 1 (as cddfuse).
-    ``dtype`` float32 is the fast path of :func:`_vif_pair`."""
-    v = _vif_pair(torch.cat([a, b], 1), f, dtype)
+    ``dtype`` float32 is the fast path of :func:`_vif_pair`; ``uint8_products`` the 2022 tang code's
+    saturating first scale."""
+    v = _vif_pair(torch.cat([a, b], 1), f, dtype, uint8_products)
     if nan_to_one:
         v = torch.nan_to_num(v, nan=1.0)
     return v.sum(1)
