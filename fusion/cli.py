@@ -97,7 +97,10 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         check_csv_target(a.csv, a.overwrite)
     pairs = find_pairs(a.ir, a.vis)
     fused = collect_fused(a.fused, [p.name for p in pairs])
-    rows = evaluate_pairs(fused, pairs, metrics=metrics, convention=a.convention)
+    from fusion.io import Norm16
+
+    norm = Norm16.parse(a.norm16) if a.norm16 else None
+    rows = evaluate_pairs(fused, pairs, metrics=metrics, convention=a.convention, norm16=norm)
     print(markdown_table(rows))
     if a.csv:
         write_csv(rows, a.csv, overwrite=a.overwrite)
@@ -280,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="standard",
         choices=("standard", "vifb", "tang", "tang2022", "cddfuse"),
         help="whose metric definitions to use (default: standard; see docs/metrics.md)",
+    )
+    e.add_argument(
+        "--norm16", help="scaling of 16-bit fused images or sources: fixed, fixed:LO:HI, minmax, percentile:LO:HI"
     )
     e.set_defaults(func=cmd_evaluate)
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from fusion.data import Pair, load_pair
 from fusion.errors import RgbtError, short
-from fusion.io import IMAGE_EXTENSIONS, atomic_write_bytes, read_image
+from fusion.io import IMAGE_EXTENSIONS, Norm16, atomic_write_bytes, read_image
 from fusion.metrics import compute_metrics, higher_is_better, metric_names
 
 CSV_COLUMNS = ("image", "method", "metric", "value", "convention")
@@ -90,8 +90,12 @@ def evaluate_pairs(
     convention: str = "standard",
     image_prefix: str = "",
     progress: bool = True,
+    norm16: Norm16 | None = None,
 ) -> list[Row]:
     """Score each method's fused images against the pairs with the same stem.
+
+    ``norm16`` maps 16-bit fused images and sources to [0, 1] (as ``rgbt fuse --norm16``); without it a 16-bit
+    file is an error that says so.
 
     Raises:
         RgbtError: a fused image without a source pair, a size mismatch, or an unreadable file.
@@ -116,11 +120,11 @@ def evaluate_pairs(
     wanted = [p for p in pairs if any(p.name in files for files in fused.values())]
     for pair in tqdm(wanted, desc="score", unit="pair", disable=None if progress else True, leave=False):
         # Sources keep their channels: the vifb convention scores colour channel by channel.
-        vis, ir = load_pair(pair, ir_grey=False)
+        vis, ir = load_pair(pair, ir_grey=False, norm16=norm16)
         for method, files in fused.items():
             if pair.name not in files:
                 continue
-            f, _ = read_image(files[pair.name])
+            f, _ = read_image(files[pair.name], norm16=norm16)
             if f.shape[-2:] != ir.shape[-2:]:
                 raise RgbtError(
                     f"{short(files[pair.name])} is {f.shape[-1]}x{f.shape[-2]} but its sources are "

@@ -240,3 +240,14 @@ def test_comparison_figure_columns_line_up():
     assert fig.shape == (2 * (HEADER + 50) + GAP, 2 * 100 + GAP, 3)
     # the gap column between the two tiles is white in both rows
     assert (fig[:, 100 : 100 + GAP] == 255).all()
+
+
+def test_evaluate_scores_16bit_fused_images_with_norm16(pair_dirs, tmp_path, capsys):
+    ir, vi = pair_dirs
+    out = tmp_path / "f16" / "average"
+    assert run([*fuse_args(ir, vi, out), "--bits", "16"], capsys)[0] == 0
+    args = ["evaluate", "--fused", tmp_path / "f16", "--ir", ir, "--vis", vi, "--metrics", "EN,SD"]
+    code, _, err = run(args, capsys)
+    assert code == 2 and "--norm16" in err
+    code, table, _ = run([*args, "--norm16", "fixed"], capsys)
+    assert code == 0 and "average (3)" in table
