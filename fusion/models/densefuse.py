@@ -30,6 +30,25 @@ def _conv(cin: int, cout: int, relu: bool = True) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def conv_reflect(x: torch.Tensor, layer: nn.Sequential, exact: bool) -> torch.Tensor:
+    """Apply one ``_conv`` layer (reflection pad, 3x3 conv, optional ReLU) to (B, C, H, W), H, W >= 2.
+
+    ``exact`` runs the layer as built. Otherwise the conv uses its own zero padding and only the four border
+    lines are recomputed from reflection-padded two-pixel strips: the same values without copying the whole map
+    into a padded one, which took as long as the convolutions themselves on a CPU.
+    """
+    if exact:
+        return layer(x)
+    conv = layer[1]
+    w, b = conv.weight, conv.bias
+    y = F.conv2d(x, w, b, padding=1)
+    y[..., :1, :] = F.conv2d(F.pad(x[..., :2, :], (1, 1, 1, 0), mode="reflect"), w, b)
+    y[..., -1:, :] = F.conv2d(F.pad(x[..., -2:, :], (1, 1, 0, 1), mode="reflect"), w, b)
+    y[..., :, :1] = F.conv2d(F.pad(x[..., :, :2], (1, 0, 1, 1), mode="reflect"), w, b)
+    y[..., :, -1:] = F.conv2d(F.pad(x[..., :, -2:], (0, 1, 1, 1), mode="reflect"), w, b)
+    return y.relu_() if len(layer) > 2 else y
+
+
 class DenseEncoder(nn.Module):
     """(B, 1, H, W) -> (B, 64, H, W) features."""
 
@@ -40,9 +59,11 @@ class DenseEncoder(nn.Module):
         self.dense = nn.ModuleList(_conv(growth * (i + 1), growth) for i in range(layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv1(x).contiguous(memory_format=self.memory_format)  # a 1-channel input cannot carry the layout
+        exact = self.memory_format == torch.contiguous_format
+        # a 1-channel input cannot carry the layout, so the first conv's output sets it for the rest
+        x = conv_reflect(x, self.conv1, exact).contiguous(memory_format=self.memory_format)
         for conv in self.dense:
-            x = torch.cat([x, conv(x)], 1)  # dense connection: every output sees all earlier ones
+            x = torch.cat([x, conv_reflect(x, conv, exact)], 1)  # dense connection: every output sees all earlier
         return x
 
 
@@ -55,7 +76,10 @@ class DenseDecoder(nn.Module):
         self.body = nn.Sequential(*convs, _conv(channels[-1], 1, relu=False))
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return self.body(f)
+        exact = f.is_contiguous()  # NCHW in: the exact path (DenseFuse's encoder sets the layout)
+        for layer in self.body:
+            f = conv_reflect(f, layer, exact)
+        return f
 
 
 def fuse_features(f_vis: torch.Tensor, f_ir: torch.Tensor, strategy: str = "l1") -> torch.Tensor:
