@@ -71,6 +71,11 @@ def test_identical_inputs(conv):
     x = levels(1, 1, 48, 48, seed=7)
     m = compute_metrics(x, x, x, convention=conv)
     pairs = 1 if conv in ("standard", "tang") else 2  # SSIM is a mean (standard, tang) or a sum
+    if conv == "tang2022":  # no SSIM by default; on [0, 1] data every tie gives G = gF, not the fixed code's value
+        fixed = compute_metrics(x, x, x, ["Qabf"], "tang")["Qabf"].item()
+        assert "SSIM" not in m and 0 < m["Qabf"].item() < 1 and abs(m["Qabf"].item() - fixed) > 1e-3
+        assert m["VIF"].item() == pytest.approx(2.0, abs=1e-9) and m["MSE"].item() == 0
+        return
     assert m["SSIM"].item() == pytest.approx(pairs, abs=1e-6)
     if "VIF" in m:
         assert m["VIF"].item() == pytest.approx(2.0, abs=1e-9)
