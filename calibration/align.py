@@ -14,7 +14,7 @@ from calibration.registration import Registration
 
 _MOTION = {
     "translation": cv2.MOTION_TRANSLATION,
-    "similarity": cv2.MOTION_EUCLIDEAN,  # ECC has no scaled-rotation model; Euclidean is the closest
+    "similarity": cv2.MOTION_AFFINE,  # ECC has no scaled rotation: fit an affine, project it (_to_similarity)
     "affine": cv2.MOTION_AFFINE,
     "homography": cv2.MOTION_HOMOGRAPHY,
 }
@@ -50,6 +50,17 @@ def corner_shift(a: Registration, b: Registration) -> float:
     return float(np.linalg.norm(a.map_points(c) - b.map_points(c), axis=1).max())
 
 
+def _to_similarity(W: np.ndarray, w: float, h: float) -> np.ndarray:
+    """The rotation + uniform scale + shift closest (least squares over a grid of the image) to the 2x3 or 3x3
+    affine ``W``, as a 2x3 float32 matrix."""
+    from calibration.registration import _lsq_affine
+
+    xs, ys = np.meshgrid(np.linspace(0, w - 1, 5), np.linspace(0, h - 1, 5))
+    src = np.column_stack([xs.ravel(), ys.ravel()])
+    dst = src @ W[:2, :2].T + W[:2, 2]
+    return _lsq_affine(src, dst, similarity=True)[:2].astype(np.float32)
+
+
 def refine_ecc(
     reg: Registration,
     source: np.ndarray,
@@ -77,6 +88,8 @@ def refine_ecc(
             Ws = (S @ W @ np.linalg.inv(S)).astype(np.float32)
             Ws = Ws if model == "homography" else Ws[:2].copy()
             _, Ws = cv2.findTransformECC(t, i, Ws, _MOTION[model], crit, None, 5)
+            if model == "similarity":  # keep the model's name true: rotation, uniform scale and shift only
+                Ws = _to_similarity(Ws, t.shape[1], t.shape[0])
             Ws = Ws if Ws.shape == (3, 3) else np.vstack([Ws, [0, 0, 1]])
             W = np.linalg.inv(S) @ Ws.astype(np.float64) @ S
     except cv2.error as e:

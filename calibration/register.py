@@ -14,7 +14,7 @@ from calibration.align import auto_register, common_crop, endpoint_error, overla
 from calibration.boards import imread
 from calibration.registration import Registration, fit_points
 from fusion.data import Pair, find_pairs
-from fusion.errors import RgbtError, short
+from fusion.errors import RegistrationFailed, RgbtError, short
 from fusion.fuse import prepare_out_dir
 from fusion.io import atomic_write_bytes, image_size
 
@@ -144,7 +144,18 @@ def fit(args) -> Registration:
                 f"{short(args.ir)} and {short(args.vis)} differ in size: automatic fitting starts from the identity; "
                 "give control points (--points) or an aligned bridge pair (--via-ir/--via-vis)"
             )
-        return auto_register(ir, vis, args.model, max_shift=args.max_shift)
+        if args.refine:
+            raise RgbtError(
+                "--refine applies to a point, bridge or rig fit; the automatic fit already ends with ECC refinement"
+            )
+        reg = auto_register(ir, vis, args.model, max_shift=args.max_shift)
+        if not any("accepted" in part for part in reg.info.get("refinement", "").split(";")):
+            raise RegistrationFailed(
+                f"automatic registration of {short(args.ir)} onto {short(args.vis)} failed "
+                f"({reg.info.get('refinement', 'no refinement')}); nothing written. Give control points (--points) "
+                "or an aligned bridge pair (--via-ir/--via-vis)"
+            )
+        return reg
     if args.refine:
         reg = refine_ecc(reg, ir, vis, model=args.model, max_shift=args.max_shift)
     return reg

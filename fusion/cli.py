@@ -379,14 +379,14 @@ def dispatch(
             train_main(list(argv), datamodule_class=datamodule_class, prog=prog)
         except RgbtError as e:
             print(f"{prog} {argv[0]}: error: {e}", file=sys.stderr)
-            return RgbtError.exit_code
+            return e.exit_code
         return 0
     args = parser.parse_args(argv)
     try:
         args.func(args)
     except RgbtError as e:
         print(f"{prog} {args.command}: error: {e}", file=sys.stderr)
-        return RgbtError.exit_code
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted; finished images are complete, rerun to continue", file=sys.stderr)
         return 130

@@ -20,6 +20,12 @@ class RgbtError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
+class RegistrationFailed(RgbtError):
+    """An automatic registration that could not be trusted: exit code 3, so scripts can tell it from bad input."""
+
+    exit_code = 3
+
+
 def short(path: str | Path) -> str:
     """A path as the user would want to read it: relative to the working directory when possible."""
     p = Path(path)

@@ -215,3 +215,47 @@ def test_rig_plane_homography_and_parallax():
     assert np.allclose(back.map_points(reg.map_points(np.array([[100.0, 50.0]]))), [[100.0, 50.0]])
     with pytest.raises(RgbtError, match="stereo"):
         from_rig({"camera1": rig["camera1"]}, 1000.0)
+
+
+def test_similarity_fits_rotation_uniform_scale_and_shift():
+    """ECC has no scaled-rotation model: the fit runs as an affine and is projected, so the result is a similarity
+    and recovers a real scale change (the old Euclidean model could not)."""
+    import cv2
+    import numpy as np
+
+    from calibration.align import refine_ecc
+    from calibration.registration import Registration
+
+    rng = np.random.default_rng(0)
+    tex = cv2.GaussianBlur((rng.random((240, 320)) * 255).astype(np.float32), (0, 0), 3)
+    tex = cv2.normalize(tex, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    th, s = np.deg2rad(2.0), 1.04
+    H = np.array([[s * np.cos(th), -s * np.sin(th), 4.0], [s * np.sin(th), s * np.cos(th), -3.0], [0, 0, 1]])
+    target = cv2.warpPerspective(tex, H, (320, 240))
+    out = refine_ecc(Registration(np.eye(3), "similarity", (320, 240), (320, 240)), tex, target, max_shift=60)
+    M = out.H / out.H[2, 2]
+    assert "accepted" in out.info["refinement"]
+    assert abs(M[0, 0] - M[1, 1]) < 1e-6 and abs(M[0, 1] + M[1, 0]) < 1e-6  # a similarity
+    assert abs(np.hypot(M[0, 0], M[1, 0]) - s) < 0.005  # the scale came back
+    c = np.array([[0, 0], [319, 0], [0, 239], [319, 239]], float)
+    err = np.linalg.norm(
+        out.map_points(c) - Registration(H, "similarity", (320, 240), (320, 240)).map_points(c), axis=1
+    )
+    assert err.max() < 0.5
+
+
+def test_automatic_fit_refuses_refine_and_reports_failure(tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    from fusion.cli import main
+
+    flat = tmp_path / "flat.png"
+    cv2.imwrite(str(flat), np.full((64, 80), 128, np.uint8))
+    out = tmp_path / "reg.yaml"
+    base = ["register", "fit", "--ir", str(flat), "--vis", str(flat), "--out", str(out)]
+    assert main([*base, "--refine"]) == 2 and "--refine applies to" in capsys.readouterr().err
+    assert main(base) == 3  # nothing to register: its own exit code, one line, no identity written
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "automatic registration" in err[0] and "--points" in err[0]
+    assert not out.exists()
