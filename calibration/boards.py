@@ -8,14 +8,13 @@ low contrast.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from fusion.errors import RgbtError, short
-from fusion.io import quiet_stderr
+from fusion.io import imdecode_file
 
 
 @dataclass(frozen=True)
@@ -54,15 +53,9 @@ class Chessboard:
 
 
 def imread(path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
-    """An image as OpenCV reads it (uint8/uint16, BGR), or a one-line error naming the file.
-
-    The bytes are read by numpy and decoded from memory: ``cv2.imread`` on a file name that is not valid UTF-8
-    can crash the process.
-    """
+    """An image as OpenCV reads it (uint8/uint16, BGR), or a one-line error naming the file."""
     try:
-        buf = np.fromfile(os.fsencode(path) if isinstance(path, bytes) else str(path), dtype=np.uint8)
-        with quiet_stderr():
-            img = cv2.imdecode(buf, flags) if buf.size else None
+        img = imdecode_file(path, flags)
     except (OSError, ValueError, cv2.error):
         img = None
     if img is None:

@@ -26,6 +26,19 @@ class RegistrationFailed(RgbtError):
     exit_code = 3
 
 
+def state_dict_mismatch(message: str) -> tuple[str, int]:
+    """The first problem in a ``load_state_dict`` error and how many torch listed: ``(detail, count)``.
+
+    torch puts every missing or unexpected key of a kind on one line, which can run to kilobytes, so the detail
+    is cut at 200 characters.
+    """
+    lines = [ln.strip() for ln in message.splitlines()[1:] if ln.strip()]  # line 0 names the module
+    if not lines:
+        return "different parameters", 0
+    first = lines[0].rstrip(".")
+    return (first if len(first) <= 200 else first[:200] + "..."), len(lines)
+
+
 def short(path: str | Path) -> str:
     """A path as the user would want to read it: relative to the working directory when possible."""
     p = Path(path)

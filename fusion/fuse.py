@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from tqdm import tqdm
 from fusion.color import fuse_color, merge_luma, split_luma
 from fusion.data import Pair, load_pair
 from fusion.errors import RgbtError, short
-from fusion.io import Norm16, atomic_write_bytes, read_image, write_png
+from fusion.io import Norm16, atomic_write_bytes, probe_writable, read_image, write_png
 
 MANIFEST = "rgbt_fuse.json"
 LOCK = ".rgbt_fuse.lock"
@@ -42,8 +41,7 @@ def prepare_out_dir(out: str | Path) -> Path:
         raise RgbtError(f"{short(out)}: a parent of this path is a file; choose another --out") from None
     except OSError as e:  # read-only file system, /proc, no permission
         raise RgbtError(f"{short(out)}: cannot create this folder ({e.strerror}); choose a writable --out") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise RgbtError(f"{short(out)}: cannot write in this folder; choose a writable --out")
+    probe_writable(out, f"--out {short(out)}")  # permission bits do not tell root about read-only mounts
     return out
 
 

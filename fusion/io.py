@@ -109,16 +109,25 @@ def quiet_stderr():
         os.close(devnull)
 
 
+def imdecode_file(path: str | Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray | None:
+    """Decode an image file as OpenCV does (uint8/uint16, BGR), or None when OpenCV cannot.
+
+    The bytes are read by numpy and decoded from memory: ``cv2.imread`` on a file name that is not valid UTF-8
+    can crash the process. libpng's own stderr lines are silenced. Raises OSError (unreadable file) and
+    cv2.error (e.g. a header claiming more pixels than OpenCV's limit).
+    """
+    buf = np.fromfile(os.fspath(path), dtype=np.uint8)
+    with quiet_stderr():
+        return cv2.imdecode(buf, flags) if buf.size else None
+
+
 def _decode(path: Path) -> np.ndarray:
     if not path.is_file():
         raise RgbtError(f"{short(path)}: no such file; check the path")
     try:
-        buf = np.fromfile(str(path), dtype=np.uint8)
+        img = imdecode_file(path)
     except OSError as e:
         raise RgbtError(f"{short(path)}: cannot read ({e.strerror}); check permissions") from None
-    try:
-        with quiet_stderr():
-            img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
     except cv2.error:  # e.g. a header claiming more pixels than OpenCV's limit
         raise RgbtError(
             f"{short(path)}: not a decodable image (its header claims an impossible size, or it is corrupt); "

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from kornia.filters import spatial_gradient
+from kornia.losses import ssim_loss as kornia_ssim_loss
 from kornia.metrics import ssim as kornia_ssim
 from torch import nn
 
@@ -233,8 +234,6 @@ class CDDFuseLoss(nn.Module):
         self.w_decomp, self.w_rec_ssim, self.w_rec_grad = w_decomp, w_rec_ssim, w_rec_grad
 
     def phase1(self, vis, ir, vis_hat, ir_hat, feats: dict) -> dict[str, torch.Tensor]:
-        from kornia.losses import ssim_loss as kornia_ssim_loss
-
         rec = {
             f"rec_{k}": self.w_rec_ssim * kornia_ssim_loss(x, x_hat, 11) + F.mse_loss(x, x_hat)
             for k, x, x_hat in (("vis", vis, vis_hat), ("ir", ir, ir_hat))

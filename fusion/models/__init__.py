@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fusion.errors import RgbtError, short
+from fusion.errors import RgbtError, short, state_dict_mismatch
 from fusion.models.cddfuse import CDDFuse
 from fusion.models.ddcgan import DDcGANDiscriminator, DDcGANGenerator
 from fusion.models.densefuse import DenseFuse
@@ -125,13 +125,12 @@ def load_model(path: str | Path, expect: str | None = None, official: bool = Fal
 
     path = Path(path)
     ckpt = read_checkpoint(path, "train one with rgbt fit, or pass --ckpt" if expect else "check the path")
-    fmt = O.detect(ckpt)
     if isinstance(ckpt, dict) and "fusion_model" in ckpt:
         spec, state, source = dict(ckpt["fusion_model"]), ckpt.get("state_dict", {}), "rgbt"
         if any(k.startswith("model.") for k in state):  # Lightning checkpoint: keep the network's own weights
             state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
             source = "rgbt fit checkpoint"
-    elif fmt is not None:
+    elif (fmt := O.detect(ckpt)) is not None:
         spec, state, source = {"name": fmt, "config": {}}, O.convert(fmt, ckpt), f"official {fmt} checkpoint"
     else:
         raise RgbtError(f"{short(path)}: not a known weight format; expected {O.FORMATS}")
@@ -148,13 +147,7 @@ def load_model(path: str | Path, expect: str | None = None, official: bool = Fal
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise RgbtError(f"{short(path)}: weights do not fit {spec['name']} ({_first_mismatch(str(e))})") from None
+        detail = state_dict_mismatch(str(e))[0]
+        raise RgbtError(f"{short(path)}: weights do not fit {spec['name']} ({detail})") from None
     model.source = source
     return model.eval()
-
-
-def _first_mismatch(msg: str) -> str:
-    """The first missing, unexpected or mis-shaped key of a load_state_dict error, not the whole list."""
-    lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
-    detail = lines[1] if len(lines) > 1 else lines[0]
-    return detail if len(detail) <= 200 else detail[:200] + "..."

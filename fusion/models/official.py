@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from fusion.errors import RgbtError
+from fusion.models.cddfuse import convert_official
 
 FORMATS = (
     "an rgbt weight file or rgbt fit checkpoint, densefuse-pytorch's .model (a bare state_dict with "
@@ -43,6 +44,11 @@ OFFICIAL_CONFIG: dict[str, dict] = {
 }
 
 
+def _unwrap(obj: dict) -> dict:
+    """KAIR saves ``{"params": state_dict}`` as well as the bare state_dict."""
+    return obj["params"] if isinstance(obj.get("params"), dict) else obj
+
+
 def _strip_module(state: dict) -> dict:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
@@ -53,8 +59,7 @@ def detect(obj) -> str | None:
         return None
     if {"DIDF_Encoder", "DIDF_Decoder", "BaseFuseLayer", "DetailFuseLayer"} <= set(obj):
         return "cddfuse"
-    if isinstance(obj.get("params"), dict):
-        obj = obj["params"]
+    obj = _unwrap(obj)
     keys = set(_strip_module(obj)) if all(isinstance(k, str) for k in obj) else set()
     if "conv_first1_A.weight" in keys and any(k.startswith("layers_Ex_A.") for k in keys):
         return "swinfusion"
@@ -126,14 +131,10 @@ def _swin_drop(k: str) -> bool:
 def convert(name: str, obj: dict) -> dict[str, torch.Tensor]:
     """An official checkpoint (as loaded) -> the state_dict of our network ``name``."""
     if name == "cddfuse":
-        from fusion.models.cddfuse import convert_official
-
         return convert_official(obj)
-    if isinstance(obj.get("params"), dict):
-        obj = obj["params"]
     if name == "densefuse":
-        return _apply_rules(obj, _DENSEFUSE_RULES)
-    return _apply_rules(obj, _SWINFUSION_RULES, _swin_drop)
+        return _apply_rules(_unwrap(obj), _DENSEFUSE_RULES)
+    return _apply_rules(_unwrap(obj), _SWINFUSION_RULES, _swin_drop)
 
 
 def official_uint8(name: str, raw: torch.Tensor) -> np.ndarray:

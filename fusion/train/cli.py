@@ -18,7 +18,7 @@ import os
 import pickle
 import sys
 
-from fusion.errors import RgbtError
+from fusion.errors import RgbtError, state_dict_mismatch
 
 DEFAULT_RUNS = "runs"
 
@@ -111,9 +111,8 @@ def _ckpt_error(err: Exception, ckpt: str | None) -> RgbtError | None:
         return RgbtError(f"{name}: cannot be read ({kind}); pass a .ckpt that fit wrote, e.g. <run>/last.ckpt")
     if "Error(s) in loading state_dict" not in msg:
         return None
-    lines = [ln.strip() for ln in msg.splitlines()[1:] if ln.strip()]  # torch lists every tensor
-    first = lines[0].rstrip(".") if lines else "different parameters"
-    more = f" and {len(lines) - 1} more" if len(lines) > 1 else ""
+    first, count = state_dict_mismatch(msg)
+    more = f" and {count - 1} more" if count > 1 else ""
     return RgbtError(
         f"{name}: does not fit the model in the config ({first}{more}); pass the config it was "
         f"trained with ({_saved_config(ckpt)}) or the same --model options"
@@ -142,8 +141,13 @@ def main(args: list[str], datamodule_class=None, prog: str = "rgbt") -> None:
     if local and not os.path.isfile(ckpt):  # before a logger starts a run for nothing
         raise RgbtError(f"{ckpt}: no such checkpoint; pass the .ckpt that fit wrote, e.g. <run>/last.ckpt")
     for i, a in enumerate(args):  # a missing config file: say so before jsonargparse prints its usage
-        cfg = args[i + 1] if a in ("--config", "-c") and i + 1 < len(args) else a[len("--config=") :]
-        if (a in ("--config", "-c") or a.startswith("--config=")) and cfg and not os.path.isfile(cfg):
+        if a in ("--config", "-c") and i + 1 < len(args):
+            cfg = args[i + 1]
+        elif a.startswith("--config="):
+            cfg = a.removeprefix("--config=")
+        else:
+            continue
+        if cfg and not os.path.isfile(cfg):
             raise RgbtError(f"--config {cfg}: no such file; see experiments/ for the shipped configs")
     from jsonargparse import ArgumentError
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fusion.losses import DDcGANLoss, FusionLoss, ReconstructionLoss, adversarial_loss
+from fusion.losses import CDDFuseLoss, DDcGANLoss, FusionLoss, ReconstructionLoss, adversarial_loss
 from fusion.models import DDcGANDiscriminator
 from fusion.train.base import FusionTask
 
@@ -234,8 +234,6 @@ class CDDFuseModule(FusionTask):
     ):
         super().__init__(**kwargs)
         self.save_hyperparameters(ignore=["model", "loss"])
-        from fusion.losses import CDDFuseLoss
-
         self.model, self.loss = model, loss if loss is not None else CDDFuseLoss()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
