@@ -35,8 +35,8 @@ def _device(name: str) -> str:
 MIN_TILE = 64  # smaller tiles are mostly context: a network run per few pixels would never finish
 
 
-def _tile(tile: int) -> int:
-    if tile != 0 and tile < MIN_TILE:
+def _tile(tile: int | None) -> int | None:
+    if tile is not None and tile != 0 and tile < MIN_TILE:
         raise RgbtError(f"--tile {tile}: use 0 (never tile) or at least {MIN_TILE} pixels")
     return tile
 
@@ -256,7 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--bits", type=int, choices=(8, 16), default=8, help="PNG bit depth of the output")
     f.add_argument("--ckpt", help="learned methods: weight file or rgbt fit checkpoint (default weights/<method>.pt)")
     f.add_argument(
-        "--tile", type=int, default=1024, help="learned methods: fuse larger images in tiles of this side (0: never)"
+        "--tile",
+        type=int,
+        help="learned methods: fuse images larger than this in tiles of this side (0: never). Default: images up to "
+        "1024 px a side whole, larger ones in tiles sized to keep memory under 1.5 GB",
     )
     f.add_argument(
         "--official",

@@ -13,9 +13,10 @@ from torch import nn
 from tqdm import tqdm
 
 from fusion.color import fuse_color, merge_luma, split_luma
-from fusion.data import Pair, load_pair
+from fusion.data import Pair
 from fusion.errors import RgbtError, short
-from fusion.io import Norm16, atomic_write_bytes, probe_writable, read_image, write_png
+from fusion.io import Norm16, atomic_write_bytes, inspect_image, probe_writable, read_image, write_png, write_png_array
+from fusion.strips import fuse_to_array
 
 MANIFEST = "rgbt_fuse.json"
 LOCK = ".rgbt_fuse.lock"
@@ -49,8 +50,8 @@ def check_sizes(pairs: list[Pair], norm16: Norm16 | None = None) -> None:
     """Preflight: fail before any output is written if an image cannot be decoded, is 16-bit without ``norm16``,
     has an unsupported layout, or its pair differs in size (everything that could stop the run half-way)."""
     for p in pairs:
-        _, info_i = read_image(p.ir, norm16=norm16)
-        _, info_v = read_image(p.vis, norm16=norm16)
+        info_i = inspect_image(p.ir, norm16=norm16)
+        info_v = inspect_image(p.vis, norm16=norm16)
         if (info_i.height, info_i.width) != (info_v.height, info_v.width):
             raise RgbtError(
                 f"{short(p.ir)} is {info_i.width}x{info_i.height} but {short(p.vis)} is {info_v.width}x"
@@ -158,17 +159,26 @@ def fuse_pairs(
             if target.exists() and not overwrite:
                 report.skipped.append(target)
                 continue
-            infos: list = []
-            vis, ir = load_pair(p, norm16=norm16, infos=infos)
-            fused = fuse_pair(model, vis.to(device), ir.to(device), official)
-            if not torch.isfinite(fused).all():
-                raise RgbtError(f"{method} produced NaN on {short(p.ir)}; check the input images and the checkpoint")
-            write_png(target, fused.cpu(), bits=bits)
+            # the visible image stays uint8 (a quarter of the memory); fuse_to_array converts it strip by strip
+            vis, vinfo = read_image(p.vis, norm16=norm16, keep_uint8=not official)
+            ir, iinfo = read_image(p.ir, grey=True, norm16=norm16)
+            infos = [vinfo, iinfo]
+            try:
+                if official:
+                    write_png(target, fuse_pair(model, vis.to(device), ir.to(device), official).cpu(), bits)
+                else:
+                    write_png_array(target, fuse_to_array(model, vis.to(device), ir.to(device), bits))
+            except ValueError as e:
+                if "NaN" not in str(e):
+                    raise
+                raise RgbtError(
+                    f"{method} produced NaN on {short(p.ir)}; check the input images and the checkpoint"
+                ) from None
             report.written.append(target)
             records[p.name] = {
                 "ir": str(p.ir),
                 "vis": str(p.vis),
-                "channels": int(fused.shape[1]),
+                "channels": vinfo.channels,
                 # how each input was scaled to [0, 1], with the values used (e.g. a 16-bit percentile range)
                 "vis_scaling": infos[0].normalization,
                 "ir_scaling": infos[1].normalization,

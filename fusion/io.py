@@ -144,7 +144,50 @@ def _decode(path: Path) -> np.ndarray:
     return img
 
 
-def read_image(path: str | Path, *, grey: bool = False, norm16: Norm16 | None = None) -> tuple[torch.Tensor, ImageInfo]:
+def _channels(img: np.ndarray) -> np.ndarray:
+    """Decoded (H, W[, C]) BGR(A) -> (C, H, W) in RGB order with C in {1, 3}, as a view where possible."""
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 3:
+        b, g, r = (img[:, :, c] for c in range(3))
+        # one row at a time: whole-image comparisons would allocate image-sized temporaries
+        if all(np.array_equal(b[i], g[i]) and np.array_equal(g[i], r[i]) for i in range(img.shape[0])):
+            return img[None, :, :, 0]
+        return img.transpose(2, 0, 1)[::-1]  # BGR -> RGB
+    return img[None]
+
+
+def _range16(path: Path, img: np.ndarray, norm16: Norm16 | None) -> tuple[float, float, str]:
+    if norm16 is None:
+        raise RgbtError(
+            f"{short(path)} is 16-bit; choose how to map it to [0,1] with --norm16 "
+            "(fixed, fixed:LO:HI, minmax or percentile:1:99)"
+        )
+    lo, hi = norm16.range_for(img)
+    desc = f"{norm16.mode}{'' if norm16.lo is None else f':{norm16.lo:g}:{norm16.hi:g}'} [{lo:g}, {hi:g}]"
+    return lo, hi, desc
+
+
+def inspect_image(path: str | Path, *, norm16: Norm16 | None = None) -> ImageInfo:
+    """Decode an image and check everything :func:`read_image` checks, without converting it to float.
+
+    Raises:
+        RgbtError: as :func:`read_image`.
+    """
+    path = Path(path)
+    img = _decode(path)
+    desc, depth = "uint8/255", 8
+    if img.dtype != np.uint8:
+        desc, depth = _range16(path, img, norm16)[2], 16
+    c = _channels(img).shape[0]
+    return ImageInfo(str(path), img.shape[0], img.shape[1], c, depth, desc)
+
+
+def read_image(
+    path: str | Path, *, grey: bool = False, norm16: Norm16 | None = None, keep_uint8: bool = False
+) -> tuple[torch.Tensor, ImageInfo]:
     """Read an image file as a float tensor.
 
     A colour file whose three channels are identical (a grey image saved as RGB, as many thermal datasets
@@ -154,46 +197,34 @@ def read_image(path: str | Path, *, grey: bool = False, norm16: Norm16 | None = 
         path: PNG, JPEG, BMP or TIFF file, 8- or 16-bit.
         grey: convert colour to one luminance channel (ITU-R BT.601, as in YCbCr's Y).
         norm16: how to scale a 16-bit image; required for 16-bit files.
+        keep_uint8: return an 8-bit file's levels as a uint8 tensor (a quarter of the memory; ``x.float() / 255``
+            gives exactly the float image). 16-bit files still come back as float.
 
     Returns:
-        ``(image, info)`` with image of shape (1, C, H, W), float32 in [0, 1], RGB order, C in {1, 3}.
+        ``(image, info)`` with image of shape (1, C, H, W), float32 in [0, 1] (or uint8, see ``keep_uint8``),
+        RGB order, C in {1, 3}.
 
     Raises:
         RgbtError: missing, corrupt or unsupported file, or a 16-bit file without ``norm16``.
     """
     path = Path(path)
     img = _decode(path)
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = img[:, :, :3]
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim == 3:
-        if np.array_equal(img[:, :, 0], img[:, :, 1]) and np.array_equal(img[:, :, 1], img[:, :, 2]):
-            img = img[:, :, 0]
-        else:
-            img = img[:, :, ::-1]  # BGR -> RGB
-
+    chw = _channels(img)
     if img.dtype == np.uint8:
-        x = img.astype(np.float32) / 255.0
         desc, depth = "uint8/255", 8
+        t = torch.from_numpy(np.ascontiguousarray(chw))[None]
+        if not (keep_uint8 and not grey):
+            t = t.float().div_(255.0)  # in place: a 24-MP colour image needs one float copy, not three
     else:
-        if norm16 is None:
-            raise RgbtError(
-                f"{short(path)} is 16-bit; choose how to map it to [0,1] with --norm16 "
-                "(fixed, fixed:LO:HI, minmax or percentile:1:99)"
-            )
-        lo, hi = norm16.range_for(img)
+        lo, hi, desc = _range16(path, img, norm16)
         scale = (hi - lo) if hi > lo else 1.0
-        x = np.clip((img.astype(np.float32) - lo) / scale, 0.0, 1.0)
-        desc = f"{norm16.mode}{'' if norm16.lo is None else f':{norm16.lo:g}:{norm16.hi:g}'} [{lo:g}, {hi:g}]"
-        depth = 16
-
-    t = torch.from_numpy(np.ascontiguousarray(x))
-    t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
+        x = np.clip((chw.astype(np.float32) - lo) / scale, 0.0, 1.0)
+        t, depth = torch.from_numpy(np.ascontiguousarray(x))[None], 16
+    del img, chw
     if grey and t.shape[1] == 3:
         t = rgb_to_grey(t)
     info = ImageInfo(str(path), t.shape[2], t.shape[3], t.shape[1], depth, desc)
-    return t.contiguous(), info
+    return t, info
 
 
 def rgb_to_grey(x: torch.Tensor) -> torch.Tensor:
@@ -266,9 +297,12 @@ def write_png(path: str | Path, x: torch.Tensor, bits: int = 8) -> None:
     Values are clamped to [0, 1] and rounded; no contrast stretch is applied.
     """
     a = to_uint(x, bits)
-    if a.ndim == 3:
-        a = a[:, :, ::-1]  # RGB -> BGR for OpenCV
+    write_png_array(path, a[:, :, ::-1] if a.ndim == 3 else a)  # RGB -> BGR for OpenCV
+
+
+def write_png_array(path: str | Path, a: np.ndarray) -> None:
+    """Write a (H, W) or (H, W, 3) uint8/uint16 array in BGR order as a PNG, atomically."""
     ok, enc = cv2.imencode(".png", np.ascontiguousarray(a))
     if not ok:
         raise RgbtError(f"{short(path)}: PNG encoding failed")
-    atomic_write_bytes(path, enc.tobytes())
+    atomic_write_bytes(path, enc.data)

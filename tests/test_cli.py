@@ -194,7 +194,7 @@ def test_interrupted_fuse_keeps_a_manifest_of_every_png(pair_dirs, tmp_path, mon
 
     ir, vi = pair_dirs
     out = tmp_path / "out"
-    real, calls = F.fuse_pair, []
+    real, calls = F.fuse_to_array, []
 
     def flaky(*a, **k):
         calls.append(1)
@@ -202,12 +202,12 @@ def test_interrupted_fuse_keeps_a_manifest_of_every_png(pair_dirs, tmp_path, mon
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(F, "fuse_pair", flaky)
+    monkeypatch.setattr(F, "fuse_to_array", flaky)
     code, _, err = run(fuse_args(ir, vi, out), capsys)
     assert code == 130 and "rerun to continue" in err
     pngs = sorted(p.stem for p in out.glob("*.png"))
     assert len(pngs) == 1 and sorted(json.loads((out / "rgbt_fuse.json").read_text())["images"]) == pngs
-    monkeypatch.setattr(F, "fuse_pair", real)
+    monkeypatch.setattr(F, "fuse_to_array", real)
     assert run(fuse_args(ir, vi, out), capsys)[0] == 0
     assert sorted(json.loads((out / "rgbt_fuse.json").read_text())["images"]) == ["p0", "p1", "p2"]
 

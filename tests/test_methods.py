@@ -68,4 +68,4 @@ def test_unknown_method_and_bad_shapes():
 
 def test_fixed_kernels_are_buffers():
     m = build_method("gff")
-    assert "laplacian" in dict(m.named_buffers()) and not list(m.parameters())
+    assert "method.laplacian" in dict(m.named_buffers()) and not list(m.parameters())

@@ -19,6 +19,7 @@ from fusion.methods.classical import (
     WeightedAverageFusion,
 )
 from fusion.methods.learned import learned
+from fusion.strips import Strips
 
 __all__ = [
     "AverageFusion",
@@ -67,4 +68,6 @@ def build_method(name: str, **kwargs) -> nn.Module:
             raise RgbtError(f"--{opt} applies to learned methods ({', '.join(LEARNED)}), not {name}")
     if name not in LEARNED:
         kwargs = {k: v for k, v in kwargs.items() if k not in ("ckpt", "tile", "overlap", "official")}
-    return METHODS[name][0](**kwargs).eval()
+    method = METHODS[name][0](**kwargs)
+    # local classical methods run in strips on large images (bounded memory, same result): fusion.strips
+    return (Strips(method) if hasattr(method, "strip_context") else method).eval()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from kornia.filters import box_blur, filter2d, gaussian_blur2d, guided_blur
-from kornia.geometry.transform import build_laplacian_pyramid, pyrup
+from kornia.geometry.transform import pyrdown, pyrup
 from torch import nn
 
 
@@ -87,15 +87,27 @@ class LaplacianPyramidFusion(nn.Module):
     def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
         _check(vis, ir)
         h, w = vis.shape[-2:]
-        # kornia pads to a power of two; keep at least 4 pixels at the coarsest level.
+        # keep at least 4 pixels at the coarsest level
         levels = max(1, min(self.levels, int(torch.tensor(min(h, w) / 4).log2().floor()) + 1))
-        pv = build_laplacian_pyramid(vis, levels)
-        pi = build_laplacian_pyramid(ir, levels)
-        out = 0.5 * (pv[-1] + pi[-1])
-        for lv, li in zip(reversed(pv[:-1]), reversed(pi[:-1]), strict=True):
-            detail = torch.where(lv.abs() >= li.abs(), lv, li)
-            out = pyrup(out) + detail
+        # Reflect-pad the bottom and right to a multiple of 2^(levels-1) so every level halves exactly. (kornia's
+        # build_laplacian_pyramid pads to a power of two instead, and only for some sizes, which would make a
+        # pixel's value depend on the image's size and forbid processing in strips.)
+        m = 2 ** (levels - 1)
+        x = F.pad(torch.cat([vis, ir]), (0, -w % m, 0, -h % m), mode="reflect")  # (2B, 1, H', W')
+        gauss = [x]
+        for _ in range(levels - 1):
+            gauss.append(pyrdown(gauss[-1]))
+        out = gauss[-1].chunk(2)
+        out = 0.5 * (out[0] + out[1])
+        for g, coarser in zip(reversed(gauss[:-1]), reversed(gauss[1:]), strict=True):
+            lv, li = (g - pyrup(coarser)).chunk(2)  # band-pass level of each source
+            out = pyrup(out) + torch.where(lv.abs() >= li.abs(), lv, li)
         return out[..., :h, :w].clamp(0, 1)
+
+    def strip_context(self) -> tuple[int, int]:
+        """(rows of context, row alignment) for :class:`fusion.strips.Strips`: 16 pixels at the coarsest level,
+        strip tops on its grid."""
+        return 16 * 2 ** (self.levels - 1), 2 ** (self.levels - 1)
 
 
 class GuidedFilterFusion(nn.Module):
@@ -117,6 +129,11 @@ class GuidedFilterFusion(nn.Module):
         lap = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
         self.register_buffer("laplacian", lap[None], persistent=False)
 
+    def strip_context(self) -> tuple[int, int]:
+        """(rows of context, row alignment) for :class:`fusion.strips.Strips`: the guided filter's weights depend
+        on the winner map within twice its radius, and the winner map on the saliency filters' 6 pixels."""
+        return 2 * max(self.r1, self.r2) + 7, 1
+
     def _guided(self, guide: torch.Tensor, p: torch.Tensor, r: int, eps: float) -> torch.Tensor:
         # Radius cannot exceed the image for reflect padding.
         r = max(1, min(r, (min(guide.shape[-2:]) - 1) // 2))
@@ -126,18 +143,22 @@ class GuidedFilterFusion(nn.Module):
         _check(vis, ir)
         src = torch.stack([vis, ir])  # (2, B, 1, H, W)
         flat = src.flatten(0, 1)  # (2B, 1, H, W)
-        k = min(self.avg_size, 2 * ((min(vis.shape[-2:]) - 1) // 2) + 1)
-        base = box_blur(flat, k, border_type="replicate")
-        detail = flat - base
         sal = gaussian_blur2d(
             filter2d(flat, self.laplacian, border_type="replicate").abs(), 11, (5.0, 5.0), "replicate"
         )
-        sal = sal.view_as(src)
-        winner = F.one_hot(sal.argmax(0), 2).movedim(-1, 0).to(vis.dtype).flatten(0, 1)  # (2B, 1, H, W)
-        wb = self._guided(flat, winner, self.r1, self.eps1).view_as(src)
-        wd = self._guided(flat, winner, self.r2, self.eps2).view_as(src)
-        # Normalise so the weights at each pixel sum to one (the filtered maps need not).
-        wb = wb.clamp_min(0) / wb.clamp_min(0).sum(0).clamp_min(1e-8)
-        wd = wd.clamp_min(0) / wd.clamp_min(0).sum(0).clamp_min(1e-8)
-        fused = (wb * base.view_as(src)).sum(0) + (wd * detail.view_as(src)).sum(0)
+        winner = F.one_hot(sal.view_as(src).argmax(0), 2).movedim(-1, 0).to(vis.dtype).flatten(0, 1)  # (2B, 1, H, W)
+        del sal  # temporaries are freed as soon as they are used: large images run in strips of bounded memory
+        k = min(self.avg_size, 2 * ((min(vis.shape[-2:]) - 1) // 2) + 1)
+        base = box_blur(flat, k, border_type="replicate")
+        fused = self._blend(self._guided(flat, winner, self.r1, self.eps1), base, src)
+        base = flat - base  # the detail layer, in place of the base
+        fused += self._blend(self._guided(flat, winner, self.r2, self.eps2), base, src)
         return fused.clamp(0, 1)
+
+    @staticmethod
+    def _blend(weights: torch.Tensor, layer: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+        """Sum over the sources of ``layer`` weighted by ``weights`` made non-negative and summing to one at each
+        pixel (the filtered maps need not)."""
+        weights = weights.clamp_min_(0).view_as(src)
+        weights /= weights.sum(0).clamp_min(1e-8)
+        return (weights * layer.view_as(src)).sum(0)

@@ -42,17 +42,21 @@ MIN_SIDE = 16
 class Tiled(nn.Module):
     """Wrap a fusion model so that inputs larger than ``tile`` go through :func:`tiled_forward`.
 
+    ``whole``: images with both sides at most this run whole whatever ``tile`` is (so that images of the usual
+    benchmark sizes give the untiled result while large ones are tiled small enough to bound memory).
     Inputs with a side under 16 pixels are edge-padded first (reflection padding, which the networks use,
     needs more pixels than it pads) and the output is cropped back.
     """
 
-    def __init__(self, model: nn.Module, tile: int = 512, overlap: int = 32):
+    def __init__(self, model: nn.Module, tile: int = 512, overlap: int = 32, whole: int = 0):
         super().__init__()
-        self.model, self.tile, self.overlap = model, tile, overlap
+        self.model, self.tile, self.overlap, self.whole = model, tile, overlap, whole
 
     def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
         H, W = vis.shape[-2:]
         ph, pw = max(MIN_SIDE - H, 0), max(MIN_SIDE - W, 0)
         if ph or pw:
             vis, ir = (F.pad(x, (0, pw, 0, ph), mode="replicate") for x in (vis, ir))
+        if self.whole >= H and self.whole >= W:
+            return self.model(vis, ir)[..., :H, :W]
         return tiled_forward(self.model, vis, ir, self.tile, self.overlap)[..., :H, :W]

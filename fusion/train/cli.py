@@ -52,7 +52,7 @@ def make_cli(args: list[str], run: bool = True, datamodule_class=None):
     from pytorch_lightning import LightningModule
     from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
-    from fusion.data import FusionDataModule
+    from fusion.datamodule import FusionDataModule
 
     class FusionCLI(LightningCLI):
         def _instantiate_trainer(self, config: dict, callbacks: list):
