@@ -60,6 +60,16 @@ def make_cli(args: list[str], run: bool = True, datamodule_class=None):
                 config["logger"] = _default_loggers(config.get("default_root_dir") or DEFAULT_RUNS)
             return super()._instantiate_trainer(config, callbacks)
 
+        def before_fit(self) -> None:  # stop with one line before a CPU run outgrows the machine's memory
+            from pytorch_lightning.accelerators import CPUAccelerator
+
+            from fusion.train.memory import check_cpu_batch
+
+            h = getattr(self.datamodule, "hparams", {})
+            net = getattr(self.model, "model", None)
+            if isinstance(self.trainer.accelerator, CPUAccelerator) and net is not None and "patch_size" in h:
+                check_cpu_batch(net, h["batch_size"], h["patch_size"], type(net).__name__)
+
     class _SaveConfig(SaveConfigCallback):  # rerunning into the same folder must not fail on config.yaml
         def __init__(self, *a, **k):
             super().__init__(*a, **{**k, "overwrite": True})
