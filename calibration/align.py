@@ -68,19 +68,22 @@ def refine_ecc(
     model: str | None = None,
     max_shift: float = 40.0,
     levels: int = 3,
+    finest: int = 0,
+    gradients: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Registration:
-    """Refine ``reg`` by ECC on gradient magnitude, coarse to fine over ``levels`` pyramid levels.
+    """Refine ``reg`` by ECC on gradient magnitude, coarse to fine over ``levels`` pyramid levels (down to level
+    ``finest``: 0 is full resolution). ``gradients``: the two images' gradient magnitudes, already computed.
 
     Returns the refined registration (with ``info["refinement"]`` saying what happened), or ``reg`` itself
     with the reason when the refinement fails, moves a corner more than ``max_shift`` target pixels, or
     does not raise :func:`score`.
     """
     model = model or reg.model
-    gs, gt = gradient_magnitude(source), gradient_magnitude(target)
+    gs, gt = gradients or (gradient_magnitude(source), gradient_magnitude(target))
     W = np.linalg.inv(reg.H)  # ECC's warp maps template (target) coordinates to input (source) coordinates
     crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 200, 1e-6)
     try:
-        for lv in reversed(range(levels)):
+        for lv in reversed(range(finest, levels)):
             s = 2.0**lv
             S = np.diag([1 / s, 1 / s, 1.0])
             t = cv2.resize(gt, None, fx=1 / s, fy=1 / s, interpolation=cv2.INTER_AREA)
@@ -164,23 +167,3 @@ def endpoint_error(reg: Registration, disp: np.ndarray) -> np.ndarray:
     p = np.column_stack([xx.ravel(), yy.ravel()]).astype(np.float64)
     truth = p + disp.reshape(-1, 2).astype(np.float64)
     return np.linalg.norm(reg.map_points(p) - truth, axis=1).reshape(h, w)
-
-
-def auto_register(
-    source: np.ndarray,
-    target: np.ndarray,
-    model: str = "affine",
-    init: Registration | None = None,
-    max_shift: float = 60.0,
-) -> Registration:
-    """Register without control points: ECC for a translation first, then for ``model``, 3 pyramid levels
-    each, starting from ``init`` (default: identity, same-size images). Translation first keeps the
-    full model from locking onto a wrong optimum (on SuperFusion's MSRS pairs the direct affine fit
-    diverged on 2 of 5)."""
-    h, w = source.shape[:2]
-    reg = init or Registration(np.eye(3), model, (w, h), (target.shape[1], target.shape[0]))
-    if model != "translation":
-        reg = refine_ecc(reg, source, target, model="translation", max_shift=max_shift)
-    out = refine_ecc(reg, source, target, model=model, max_shift=max_shift)
-    out.info["refinement"] = f"{reg.info.get('refinement', 'initial')}; then {out.info['refinement']}"
-    return out

@@ -10,7 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from calibration.align import auto_register, common_crop, endpoint_error, overlay, refine_ecc, warp
+from calibration.align import common_crop, endpoint_error, overlay, refine_ecc, warp
+from calibration.autoreg import auto_register
 from calibration.boards import imread
 from calibration.registration import Registration, fit_points
 from fusion.data import Pair, find_pairs
@@ -139,21 +140,27 @@ def fit(args) -> Registration:
     else:
         if ir is None or vis is None:
             raise RgbtError("give --ir and --vis (automatic), plus --points or --via-ir/--via-vis to start from those")
-        if ir.shape[:2] != vis.shape[:2]:
-            raise RgbtError(
-                f"{short(args.ir)} and {short(args.vis)} differ in size: automatic fitting starts from the identity; "
-                "give control points (--points) or an aligned bridge pair (--via-ir/--via-vis)"
-            )
         if args.refine:
             raise RgbtError(
                 "--refine applies to a point, bridge or rig fit; the automatic fit already ends with ECC refinement"
             )
-        reg = auto_register(ir, vis, args.model, max_shift=args.max_shift)
-        if not any("accepted" in part for part in reg.info.get("refinement", "").split(";")):
+        # different sizes are the normal case on real rigs: the size ratio is the starting scale (calibration.autoreg),
+        # or an earlier registration of the same rig
+        init = None
+        if getattr(args, "init", None):
+            init = Registration.load(args.init)
+            if init.source_size != ir.shape[1::-1] or init.target_size != vis.shape[1::-1]:
+                raise RgbtError(
+                    f"--init {short(args.init)} maps {init.source_size[0]}x{init.source_size[1]} onto "
+                    f"{init.target_size[0]}x{init.target_size[1]}, not these images' sizes; fit without --init"
+                )
+        reg = auto_register(ir, vis, args.model, init)
+        conf = reg.info["confidence"]
+        if not conf["ok"]:
             raise RegistrationFailed(
-                f"automatic registration of {short(args.ir)} onto {short(args.vis)} failed "
-                f"({reg.info.get('refinement', 'no refinement')}); nothing written. Give control points (--points) "
-                "or an aligned bridge pair (--via-ir/--via-vis)"
+                f"automatic registration of {short(args.ir)} onto {short(args.vis)} is not trustworthy "
+                f"({'; '.join(conf['reasons'])}); nothing written. Give control points (--points) or an aligned "
+                "bridge pair (--via-ir/--via-vis)"
             )
         return reg
     if args.refine:
@@ -265,6 +272,7 @@ def eval_flows(flow_dir: str, warped_dir: str, vis_dir: str, model: str) -> list
                 "epe_mean": float(e1.mean()),
                 "epe_median": float(np.median(e1)),
                 "refinement": reg.info["refinement"],
+                "confidence": reg.info["confidence"],
             }
         )
     return rows

@@ -170,19 +170,21 @@ def cmd_register(a: argparse.Namespace) -> None:
     else:
         if a.flow:
             rows = R.eval_flows(a.flow, a.ir, a.vis, a.model)
-            print("| id | EPE none mean | median | EPE registered mean | median |")
-            print("|---|---:|---:|---:|---:|")
+            print("| id | EPE none mean | median | EPE registered mean | median | confidence |")
+            print("|---|---:|---:|---:|---:|---|")
             for r in rows:
+                c = r["confidence"]
+                verdict = f"{c['value']:.2f}" if c["ok"] else "fails: " + "; ".join(c["reasons"])
                 print(
                     f"| {r['id']} | {r['epe_none_mean']:.2f} | {r['epe_none_median']:.2f} | {r['epe_mean']:.2f} | "
-                    f"{r['epe_median']:.2f} |"
+                    f"{r['epe_median']:.2f} | {verdict} |"
                 )
             m = {
                 k: float(np.mean([r[k] for r in rows]))
                 for k in ("epe_none_mean", "epe_none_median", "epe_mean", "epe_median")
             }
             cells = " | ".join(f"{m[k]:.2f}" for k in ("epe_none_mean", "epe_none_median", "epe_mean", "epe_median"))
-            print(f"| mean | {cells} |")
+            print(f"| mean | {cells} | {sum(r['confidence']['ok'] for r in rows)} of {len(rows)} pass |")
         elif a.board and a.reg:
             from calibration.boards import Chessboard
 
@@ -332,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--refine", action="store_true", help="refine a point or bridge fit by ECC on gradients")
     r.add_argument("--max-shift", type=float, default=60.0, help="reject refinements moving a corner further, px")
     r.add_argument("--reg", help="registration file (apply, eval)")
+    r.add_argument(
+        "--init", help="fit (automatic): start from this earlier registration of the rig instead of the size ratio"
+    )
     r.add_argument("--rig", help="fit: stereo calibration YAML from rgbt calibrate (plane-induced homography)")
     r.add_argument("--distance", type=float, help="fit --rig: distance of the scene plane from the source camera, mm")
     r.add_argument(

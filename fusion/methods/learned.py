@@ -10,9 +10,9 @@ from torch import nn
 from fusion.models import Tiled, default_weights, load_model
 
 WHOLE = 1024  # with the automatic tile, images up to this side run whole, as the papers evaluate them
-# Automatic tile for larger images: the tile whose window (tile + 2 x 32 px of context) peaks at about 650 MB on the
+# Automatic tile for larger images: the tile whose window (tile + 2 x 32 px of context) peaks at about 600 MB on the
 # CPU, so that a 24-megapixel pair fuses under 1.5 GB (scripts/bench_memory.py).
-AUTO_TILE = {"densefuse": 640, "ddcgan": 320, "cddfuse": 288, "swinfusion": 256}
+AUTO_TILE = {"densefuse": 512, "ddcgan": 256, "cddfuse": 192, "swinfusion": 128}
 
 
 def learned(name: str) -> Callable[..., nn.Module]:
