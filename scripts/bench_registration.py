@@ -42,6 +42,7 @@ LEVELS = {
     "level 3": dict(rot=6.0, scale=(0.9, 1.1), shear=0.03, shift=25.0, half=True),
 }
 VERBOSE = False
+LAST: dict = {}  # the confidence record of the last fit by "ours" (for --verbose)
 TARGET = {"level 1": (2.0, 0.9), "level 2": (4.0, 0.8), "level 3": (2.0, 0.9), "aligned": (3.0, 1.0)}
 
 
@@ -95,11 +96,8 @@ def fit(method: str, ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, bool]
         return np.linalg.inv(np.vstack([W, [0, 0, 1]]).astype(np.float64)), False
     reg = auto_register(ir, vis, "affine")
     c = reg.info["confidence"]
-    if VERBOSE:
-        print(
-            f"    ncc {c['gradient_ncc']:.3f} gain {c['gain_over_start']:+.3f} {'; '.join(c['reasons'])}",
-            file=sys.stderr,
-        )
+    LAST.clear()
+    LAST.update(c)
     return reg.H, not c["ok"]
 
 
@@ -132,8 +130,17 @@ def run_levels(root: Path, n: int, seed: int, sets: list[str]) -> dict:
                     truth = corner_error(H, np.linalg.inv(A) @ D, size)
                     res.setdefault((name, m), []).append((cons, truth, failed, ds, time.perf_counter() - t))
                     if VERBOSE and m == "ours":
-                        print(f"  {name}: consistency {cons:.1f} px, truth {truth:.1f} px", file=sys.stderr)
-            print(f"  {ds} {pairs[i].name}", file=sys.stderr)
+                        c = LAST
+                        print(
+                            f"  {ds} {pairs[i].name} {name}: consistency {cons:.1f} px, truth {truth:.1f} px, ncc "
+                            f"{c['gradient_ncc']:.3f}, gain {c['gain_over_start']:+.3f}, coarse/fine "
+                            f"{c['coarse_fine_disagreement_px']:.1f} px, rival {c['rival_solution_px']:.0f} px, "
+                            f"{'ok' if c['ok'] else 'REPORTED'}",
+                            file=sys.stderr,
+                        )
+            if VERBOSE:
+                c = own["ours"]
+                print(f"  {ds} {pairs[i].name} aligned: reported {c[1]}", file=sys.stderr)
     return res
 
 
