@@ -104,6 +104,8 @@ def test_sampler_shards_and_resumes(monkeypatch):
 def test_ddp_two_processes_gloo(train_set, tmp_path):
     import pytorch_lightning as pl
 
+    from fusion.train.base import CloseProcessGroup
+
     from fusion.data import FusionDataModule
     from fusion.models import DenseFuse
     from fusion.train import FusionModule
@@ -116,6 +118,7 @@ def test_ddp_two_processes_gloo(train_set, tmp_path):
         limit_val_batches=1, val_check_interval=2, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path),
+        callbacks=[CloseProcessGroup()],
     )  # fmt: skip
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
     trainer.fit(module, data)

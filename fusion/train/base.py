@@ -34,6 +34,17 @@ def log_panel(trainer: pl.Trainer | None, key: str, panel: torch.Tensor, step: i
             write_png(Path(logger.log_dir) / "panels" / f"{key.replace('/', '_')}_step{step:07d}.png", panel.cpu())
 
 
+class CloseProcessGroup(pl.Callback):
+    """Destroy the process group when fit ends. With ``strategy: ddp_spawn`` each worker process returns after fit;
+    one that exits with gloo's threads still running is aborted by std::terminate ("terminate called without an
+    active exception", SIGABRT), at random. Add it to ``trainer.callbacks`` for spawned multi-process runs."""
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            trainer.strategy.barrier()
+            torch.distributed.destroy_process_group()
+
+
 class FusionTask(pl.LightningModule):
     """Base LightningModule: ``self.model`` is the fusion network (``forward(vis, ir) -> fused``).
 
