@@ -104,11 +104,10 @@ def test_sampler_shards_and_resumes(monkeypatch):
 def test_ddp_two_processes_gloo(train_set, tmp_path):
     import pytorch_lightning as pl
 
-    from fusion.train.base import CloseProcessGroup
-
     from fusion.data import FusionDataModule
     from fusion.models import DenseFuse
     from fusion.train import FusionModule
+    from fusion.train.base import CloseProcessGroup
 
     pl.seed_everything(0)
     module = FusionModule(DenseFuse(), lr=1e-3, val_metrics=["EN"])
