@@ -35,6 +35,7 @@ MAX_UNSTABLE = 0.02  # coarse and fine solutions may differ by this share of the
 EXTRA_TERMS_GAIN = 0.005  # frame-NCC an affine or homography must add to its similarity to be kept
 MARGIN = 0.03  # frame-NCC by which another start must beat the start's own refinement
 AMBIGUITY = 0.97  # another solution within 3 % of the best score, more than 4 px away, is a tie
+MIN_COVERAGE = 0.06  # share of an image with edges of at least 10 % of its strongest: night images fall below
 
 
 def edges(img: np.ndarray) -> np.ndarray:
@@ -50,6 +51,12 @@ def edges(img: np.ndarray) -> np.ndarray:
         if pad.any():
             g[cv2.dilate(pad.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0] = 0
     return g
+
+
+def coverage(g: np.ndarray) -> float:
+    """Share of a gradient-magnitude map (unit maximum) with edges of at least 10 % of the strongest. A night image
+    whose structure is a few lamps scores a few per cent; daylight scenes 10-30 %."""
+    return float((g > 0.1).mean())
 
 
 def prior(source_size: tuple[int, int], target_size: tuple[int, int]) -> np.ndarray:
@@ -197,19 +204,30 @@ def auto_register(
         f"global search ({len(ROTATIONS)} rotations x {len(SCALES)} scales, phase correlation), ECC {model} on "
         f"gradient magnitude from the {len(cands)} best starts"
     )
-    reg.info["confidence"] = assess(best, start_score, unstable, max(rivals, default=0.0), diag)
+    reg.info["confidence"] = assess(
+        best, start_score, unstable, max(rivals, default=0.0), diag, min(coverage(gs), coverage(gt))
+    )
     return reg
 
 
-def assess(ncc: float, start_ncc: float, unstable_px: float, rival_px: float, diag: float) -> dict:
+def assess(
+    ncc: float, start_ncc: float, unstable_px: float, rival_px: float, diag: float, structure: float = 1.0
+) -> dict:
     """The confidence record of a fit: the figures and a verdict.
 
-    ``ok`` is false when the gradient NCC reached is below :data:`MIN_SCORE` (no recognisable alignment), when
+    ``ok`` is false when either image has too little structure (:func:`coverage` below :data:`MIN_COVERAGE`: the
+    gradient NCC of night images peaks away from the true alignment), when the gradient NCC reached is below
+    :data:`MIN_SCORE` (no recognisable alignment), when
     another solution more than 4 px away scores within 3 % of it (ambiguous), or when the coarse levels' solution
     and the final one differ at the corners by more than :data:`MAX_UNSTABLE` of the target's diagonal ``diag``
     (unstable).
     """
     reasons = []
+    if structure < MIN_COVERAGE:
+        reasons.append(
+            f"only {structure:.0%} of an image has edges (a night or dark image?): register a daylight pair of the "
+            "same rig and apply it"
+        )
     if ncc < MIN_SCORE:
         reasons.append(f"gradient NCC {ncc:.3f} < {MIN_SCORE}")
     if rival_px > 4.0:
@@ -224,5 +242,6 @@ def assess(ncc: float, start_ncc: float, unstable_px: float, rival_px: float, di
         "gain_over_start": round(ncc - start_ncc, 4),
         "coarse_fine_disagreement_px": round(unstable_px, 2),
         "rival_solution_px": round(rival_px, 2),
+        "structure_coverage": round(structure, 4),
         "reasons": reasons,
     }
