@@ -93,6 +93,18 @@ def claim_folder(out: Path):
         lock.close()
 
 
+def _tiling(model: nn.Module) -> dict | None:
+    """How large images are split for ``model``, for the manifest (None: always whole)."""
+    from fusion.models import Tiled
+    from fusion.strips import Strips
+
+    if isinstance(model, Tiled):
+        return {"tile": model.tile, "overlap": model.overlap, "whole_up_to": model.whole or None}
+    if isinstance(model, Strips):
+        return {"strip_pixels": model.strip_pixels, "halo_rows": model.halo}
+    return None
+
+
 @torch.no_grad()
 def fuse_pair(model: nn.Module, vis: torch.Tensor, ir: torch.Tensor, official: bool = False) -> torch.Tensor:
     """Fuse one (1, C, H, W) visible and (1, 1, H, W) infrared image; colour in, colour out.
@@ -149,6 +161,7 @@ def fuse_pairs(
             "official": official,
             "weights": getattr(getattr(model, "model", model), "source", None),
             "device": str(device),
+            "tiling": _tiling(model),
             "bits": bits,
             "ir_norm16": None if norm16 is None else norm16.__dict__,
             "images": records,

@@ -124,3 +124,16 @@ def test_cpu_batch_check_names_a_batch_that_fits(monkeypatch):
         check_cpu_batch(_Tiny(), 12, 32, "Tiny")
     monkeypatch.setenv("RGBT_SKIP_MEMORY_CHECK", "1")
     check_cpu_batch(_Tiny(), 12, 32, "Tiny")
+
+
+def test_manifest_records_the_tiling(pair_dirs, tmp_path):
+    import json
+
+    from fusion.cli import main
+
+    ir, vi = pair_dirs
+    for method, key in (("gff", "halo_rows"), ("densefuse", "tile"), ("average", None)):
+        out = tmp_path / method
+        assert main(["fuse", "--method", method, "--ir", str(ir), "--vis", str(vi), "--out", str(out)]) == 0
+        tiling = json.loads((out / "rgbt_fuse.json").read_text())["tiling"]
+        assert (tiling is None) if key is None else key in tiling
