@@ -68,6 +68,9 @@ def train_and_score(
     view: str | None = None,
 ) -> dict:
     """Train one detector on ``train`` and return its COCO scores on ``test``."""
+    from fusion.train.cli import quiet_lightning
+
+    quiet_lightning()  # one Trainer per detector: no banner and tips for each
     pl.seed_everything(r.seed, verbose=False)
     dm = DetectionDataModule(
         str(root), mode, labels, view, fused, r.scale, train, test, test, r.batch_size, seed=r.seed

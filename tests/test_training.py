@@ -166,3 +166,15 @@ def test_cddfuse_runs_both_phases(train_set, tmp_path):
     assert phases == [1.0, 2.0]
     phase2 = next(r for r in rows if r.get("train/phase") == "2.0")
     assert all(phase2[f"train/{k}"] for k in ("int", "grad", "ssim", "decomp", "cc_base", "cc_detail"))
+
+
+def test_quiet_lightning_silences_the_banner(capfd):
+    """detect compare builds one Trainer per detector; none may print the accelerator banner or tips."""
+    import pytorch_lightning as pl
+
+    from fusion.train.cli import quiet_lightning
+
+    quiet_lightning()
+    pl.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    out, err = capfd.readouterr()
+    assert "GPU available" not in out + err and "Tip" not in out + err

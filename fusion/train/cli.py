@@ -35,20 +35,25 @@ def _default_loggers(root: str) -> list:
     return loggers
 
 
-def make_cli(args: list[str], run: bool = True, datamodule_class=None):
-    """Build (and by default run) the LightningCLI on ``args`` (``["fit", "--config", ...]``); the data module
-    class defaults to :class:`fusion.data.FusionDataModule` (detection passes its own)."""
-    os.environ.setdefault("WANDB_MODE", "offline")  # never reach for an account unless asked
-    os.environ.setdefault("WANDB_SILENT", "true")  # no anonymous-mode or git-root notices on every run
-    os.environ.setdefault("WANDB_DISABLE_GIT", "true")
+def quiet_lightning() -> None:
+    """Silence Lightning's accelerator banner ("GPU available: ...") and tips, printed once per Trainer."""
     import logging
 
     for name in (
         "pytorch_lightning.utilities.rank_zero",
         "lightning.pytorch.utilities.rank_zero",
         "lightning_fabric.utilities.rank_zero",
-    ):  # the accelerator banner and tips, once per run
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def make_cli(args: list[str], run: bool = True, datamodule_class=None):
+    """Build (and by default run) the LightningCLI on ``args`` (``["fit", "--config", ...]``); the data module
+    class defaults to :class:`fusion.data.FusionDataModule` (detection passes its own)."""
+    os.environ.setdefault("WANDB_MODE", "offline")  # never reach for an account unless asked
+    os.environ.setdefault("WANDB_SILENT", "true")  # no anonymous-mode or git-root notices on every run
+    os.environ.setdefault("WANDB_DISABLE_GIT", "true")
+    quiet_lightning()
     from pytorch_lightning import LightningModule
     from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
