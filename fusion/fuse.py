@@ -12,11 +12,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from fusion.color import fuse_color, merge_luma, split_luma
+from fusion.color import merge_luma, split_luma
 from fusion.data import Pair
 from fusion.errors import RgbtError, short
 from fusion.io import Norm16, atomic_write_bytes, inspect_image, probe_writable, read_image, write_png, write_png_array
-from fusion.strips import fuse_to_array
+from fusion.models import Tiled
+from fusion.strips import Strips, fuse_to_array
 
 MANIFEST = "rgbt_fuse.json"
 LOCK = ".rgbt_fuse.lock"
@@ -95,9 +96,6 @@ def claim_folder(out: Path):
 
 def _tiling(model: nn.Module) -> dict | None:
     """How large images are split for ``model``, for the manifest (None: always whole)."""
-    from fusion.models import Tiled
-    from fusion.strips import Strips
-
     if isinstance(model, Tiled):
         return {"tile": model.tile, "overlap": model.overlap, "whole_up_to": model.whole or None}
     if isinstance(model, Strips):
@@ -106,15 +104,15 @@ def _tiling(model: nn.Module) -> dict | None:
 
 
 @torch.no_grad()
-def fuse_pair(model: nn.Module, vis: torch.Tensor, ir: torch.Tensor, official: bool = False) -> torch.Tensor:
-    """Fuse one (1, C, H, W) visible and (1, 1, H, W) infrared image; colour in, colour out.
+def fuse_official(model: nn.Module, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+    """Fuse one (1, C, H, W) visible and (1, 1, H, W) infrared image with a network built with ``official=True``;
+    colour in, colour out.
 
-    ``official``: ``model`` was built with ``official=True``; its raw output goes through the official test
-    script's conversion to 8 bits (:func:`fusion.models.official.official_uint8`), and the result holds exactly
-    those grey levels (the visible luminance is first rounded to 8 bits, as the official grey readers give it).
+    Its raw output goes through the official test script's conversion to 8 bits
+    (:func:`fusion.models.official.official_uint8`), and the result holds exactly those grey levels (the visible
+    luminance is first rounded to 8 bits, as the official grey readers give it). Other models fuse through
+    :func:`fusion.strips.fuse_to_array`.
     """
-    if not official:
-        return fuse_color(model, vis, ir)
     from fusion.models.official import official_uint8
 
     y, cbcr = split_luma(vis)
@@ -175,10 +173,9 @@ def fuse_pairs(
             # the visible image stays uint8 (a quarter of the memory); fuse_to_array converts it strip by strip
             vis, vinfo = read_image(p.vis, norm16=norm16, keep_uint8=not official)
             ir, iinfo = read_image(p.ir, grey=True, norm16=norm16)
-            infos = [vinfo, iinfo]
             try:
                 if official:
-                    write_png(target, fuse_pair(model, vis.to(device), ir.to(device), official).cpu(), bits)
+                    write_png(target, fuse_official(model, vis.to(device), ir.to(device)).cpu(), bits)
                 else:
                     write_png_array(target, fuse_to_array(model, vis.to(device), ir.to(device), bits))
             except ValueError as e:
@@ -193,8 +190,8 @@ def fuse_pairs(
                 "vis": str(p.vis),
                 "channels": vinfo.channels,
                 # how each input was scaled to [0, 1], with the values used (e.g. a 16-bit percentile range)
-                "vis_scaling": infos[0].normalization,
-                "ir_scaling": infos[1].normalization,
+                "vis_scaling": vinfo.normalization,
+                "ir_scaling": iinfo.normalization,
             }
             # after every image, so that the manifest lists every PNG on disk even after an interrupt
             atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=1).encode())
