@@ -370,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "detect", help="downstream detector: rgbt detect fit|test|predict|compare (see rgbt detect -h)", add_help=False
     )
+    from fusion.experiment.cli import add_parser as add_experiment
+
+    add_experiment(sub)
     m = sub.add_parser("methods", help="list the fusion methods")
     m.set_defaults(func=cmd_methods)
     return p

@@ -26,6 +26,10 @@ class RegistrationFailed(RgbtError):
     exit_code = 3
 
 
+class NonFiniteOutput(ValueError):
+    """An image about to be written holds NaN or infinite values (a diverged network, a broken checkpoint)."""
+
+
 def state_dict_mismatch(message: str) -> tuple[str, int]:
     """The first problem in a ``load_state_dict`` error and how many torch listed: ``(detail, count)``.
 

@@ -82,6 +82,36 @@ def collect_fused(fused: str | Path, pair_names: list[str] | None = None) -> dic
     return methods
 
 
+def score_pair(
+    pair: Pair,
+    fused: dict[str, dict[str, Path]],
+    names: list[str],
+    convention: str,
+    norm16: Norm16 | None = None,
+) -> dict[str, dict[str, float]]:
+    """Scores ``{method: {metric: value}}`` of every method's fused image of ``pair`` (methods without one are
+    left out). The sources are decoded once for all methods; ``rgbt evaluate`` and ``rgbt experiment`` score
+    through this.
+
+    Raises:
+        RgbtError: a fused image of another size than its sources, or an unreadable file.
+    """
+    # Sources keep their channels: the vifb convention scores colour channel by channel.
+    vis, ir = load_pair(pair, ir_grey=False, norm16=norm16)
+    out = {}
+    for method, files in fused.items():
+        if pair.name not in files:
+            continue
+        f, _ = read_image(files[pair.name], norm16=norm16)
+        if f.shape[-2:] != ir.shape[-2:]:
+            raise RgbtError(
+                f"{short(files[pair.name])} is {f.shape[-1]}x{f.shape[-2]} but its sources are "
+                f"{ir.shape[-1]}x{ir.shape[-2]}; fused images must keep the source size"
+            )
+        out[method] = {m: float(v[0]) for m, v in compute_metrics(f, vis, ir, names, convention).items()}
+    return out
+
+
 def evaluate_pairs(
     fused: dict[str, dict[str, Path]],
     pairs: list[Pair],
@@ -119,19 +149,8 @@ def evaluate_pairs(
     # Pairs outside, methods inside: each source pair is decoded once however many methods there are.
     wanted = [p for p in pairs if any(p.name in files for files in fused.values())]
     for pair in tqdm(wanted, desc="score", unit="pair", disable=None if progress else True, leave=False):
-        # Sources keep their channels: the vifb convention scores colour channel by channel.
-        vis, ir = load_pair(pair, ir_grey=False, norm16=norm16)
-        for method, files in fused.items():
-            if pair.name not in files:
-                continue
-            f, _ = read_image(files[pair.name], norm16=norm16)
-            if f.shape[-2:] != ir.shape[-2:]:
-                raise RgbtError(
-                    f"{short(files[pair.name])} is {f.shape[-1]}x{f.shape[-2]} but its sources are "
-                    f"{ir.shape[-1]}x{ir.shape[-2]}; fused images must keep the source size"
-                )
-            values = compute_metrics(f, vis, ir, names, convention)
-            rows += [Row(image_prefix + pair.name, method, m, float(v[0]), convention) for m, v in values.items()]
+        for method, values in score_pair(pair, fused, names, convention, norm16).items():
+            rows += [Row(image_prefix + pair.name, method, m, v, convention) for m, v in values.items()]
     # Group by method, then image, as a reader expects.
     order = {m: i for i, m in enumerate(fused)}
     return sorted(rows, key=lambda r: order[r.method])

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from fusion.color import merge_luma, split_luma
 from fusion.data import Pair
-from fusion.errors import RgbtError, short
+from fusion.errors import NonFiniteOutput, RgbtError, short
 from fusion.io import Norm16, atomic_write_bytes, inspect_image, probe_writable, read_image, write_png, write_png_array
 from fusion.models import Tiled
 from fusion.strips import Strips, fuse_to_array
@@ -121,6 +121,39 @@ def fuse_official(model: nn.Module, vis: torch.Tensor, ir: torch.Tensor) -> torc
     return merge_luma(torch.from_numpy(q.astype("float32") / 255)[None, None].to(vis.device), cbcr)
 
 
+def fuse_image(
+    model: nn.Module,
+    pair: Pair,
+    target: Path,
+    *,
+    method: str,
+    device: str | torch.device = "cpu",
+    norm16: Norm16 | None = None,
+    bits: int = 8,
+    official: bool = False,
+) -> dict:
+    """Fuse one pair into the PNG ``target`` (written atomically) and return its manifest record: the inputs and
+    how each was scaled to [0, 1]. ``rgbt fuse`` and ``rgbt experiment`` fuse every image through this."""
+    # the visible image stays uint8 (a quarter of the memory); fuse_to_array converts it strip by strip
+    vis, vinfo = read_image(pair.vis, norm16=norm16, keep_uint8=not official)
+    ir, iinfo = read_image(pair.ir, grey=True, norm16=norm16)
+    try:
+        if official:
+            write_png(target, fuse_official(model, vis.to(device), ir.to(device)).cpu(), bits)
+        else:
+            write_png_array(target, fuse_to_array(model, vis.to(device), ir.to(device), bits))
+    except NonFiniteOutput:
+        raise RgbtError(f"{method} produced NaN on {short(pair.ir)}; check the inputs and the checkpoint") from None
+    return {
+        "ir": str(pair.ir),
+        "vis": str(pair.vis),
+        "channels": vinfo.channels,
+        # how each input was scaled to [0, 1], with the values used (e.g. a 16-bit percentile range)
+        "vis_scaling": vinfo.normalization,
+        "ir_scaling": iinfo.normalization,
+    }
+
+
 def fuse_pairs(
     model: nn.Module,
     pairs: list[Pair],
@@ -170,29 +203,10 @@ def fuse_pairs(
             if target.exists() and not overwrite:
                 report.skipped.append(target)
                 continue
-            # the visible image stays uint8 (a quarter of the memory); fuse_to_array converts it strip by strip
-            vis, vinfo = read_image(p.vis, norm16=norm16, keep_uint8=not official)
-            ir, iinfo = read_image(p.ir, grey=True, norm16=norm16)
-            try:
-                if official:
-                    write_png(target, fuse_official(model, vis.to(device), ir.to(device)).cpu(), bits)
-                else:
-                    write_png_array(target, fuse_to_array(model, vis.to(device), ir.to(device), bits))
-            except ValueError as e:
-                if "NaN" not in str(e):
-                    raise
-                raise RgbtError(
-                    f"{method} produced NaN on {short(p.ir)}; check the input images and the checkpoint"
-                ) from None
+            records[p.name] = fuse_image(
+                model, p, target, method=method, device=device, norm16=norm16, bits=bits, official=official
+            )
             report.written.append(target)
-            records[p.name] = {
-                "ir": str(p.ir),
-                "vis": str(p.vis),
-                "channels": vinfo.channels,
-                # how each input was scaled to [0, 1], with the values used (e.g. a 16-bit percentile range)
-                "vis_scaling": vinfo.normalization,
-                "ir_scaling": iinfo.normalization,
-            }
             # after every image, so that the manifest lists every PNG on disk even after an interrupt
             atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=1).encode())
         if not report.written and not old.is_file():

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from fusion.errors import RgbtError, short
+from fusion.errors import NonFiniteOutput, RgbtError, short
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -248,7 +248,7 @@ def to_uint(x: torch.Tensor, bits: int = 8) -> np.ndarray:
             raise ValueError(f"expected one image, got a batch of {x.shape[0]}")
         x = x[0]
     if not torch.isfinite(x).all():
-        raise ValueError("image contains NaN or infinite values")
+        raise NonFiniteOutput("image contains NaN or infinite values")
     peak = 255 if bits == 8 else 65535
     a = (x.detach().float().clamp(0, 1) * peak).round().cpu().numpy()
     a = a.astype(np.uint8 if bits == 8 else np.uint16)

@@ -23,6 +23,7 @@ from kornia.color import rgb_to_ycbcr
 from torch import nn
 
 from fusion.color import merge_luma
+from fusion.errors import NonFiniteOutput
 from fusion.io import to_uint
 
 STRIP_PIXELS = 1_000_000  # pixels per strip, halo excluded: temporaries of a few hundred MB at most
@@ -84,7 +85,7 @@ def fuse_to_array(
         (H, W) or (H, W, 3) uint8/uint16 in BGR order, ready for ``cv2.imencode``.
 
     Raises:
-        ValueError: the model's output has NaN or infinite values.
+        NonFiniteOutput: the model's output has NaN or infinite values.
     """
     _, C, H, W = vis.shape
     rows = max(1, strip_pixels // W)
@@ -98,7 +99,7 @@ def fuse_to_array(
     fused_y = model(y, ir)
     del y
     if not torch.isfinite(fused_y).all():
-        raise ValueError("the fused image has NaN or infinite values")
+        raise NonFiniteOutput("the fused image has NaN or infinite values")
     out = np.empty((H, W, 3) if C == 3 else (H, W), np.uint8 if bits == 8 else np.uint16)
     for t, b in bounds:
         cbcr = rgb_to_ycbcr(_float(vis[..., t:b, :]))[:, 1:] if C == 3 else None

@@ -35,14 +35,18 @@ def log_panel(trainer: pl.Trainer | None, key: str, panel: torch.Tensor, step: i
 
 
 class CloseProcessGroup(pl.Callback):
-    """Destroy the process group when fit ends. With ``strategy: ddp_spawn`` each worker process returns after fit;
-    one that exits with gloo's threads still running is aborted by std::terminate ("terminate called without an
-    active exception", SIGABRT), at random. Add it to ``trainer.callbacks`` for spawned multi-process runs."""
+    """Destroy the process group when fit or predict ends. With ``strategy: ddp_spawn`` each worker process
+    returns after fit; one that exits with gloo's threads still running is aborted by std::terminate
+    ("terminate called without an active exception", SIGABRT), at random. Add it to ``trainer.callbacks``
+    for spawned multi-process runs."""
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             trainer.strategy.barrier()
             torch.distributed.destroy_process_group()
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.on_fit_end(trainer, pl_module)  # every process has finished its share before any returns
 
 
 class FusionTask(pl.LightningModule):

@@ -1,0 +1,286 @@
+"""The experiment file: which datasets, methods, metrics and published values make one table.
+
+An experiment file is YAML (see ``docs/experiments.md`` and the presets in ``experiments/tables/``)::
+
+    name: cddfuse_table1
+    convention: cddfuse
+    metrics: [EN, SD, SF, MI, SCD, VIF, Qabf, SSIM]   # display order; {name: EN, decimals: 3} sets one metric's
+    decimals: 2
+    datasets:
+      - {name: TNO, path: tno}                          # ir/ and vi/ (or ir/ and vis/) inside, or ir: and vi:
+    methods:
+      - average                                         # a registered method, fused by the experiment
+      - {name: densefuse, ckpt: weights/densefuse.pt}   # with its weights (any file ``rgbt fuse --ckpt`` takes)
+      - {name: CDDFuse, fused: {TNO: results/tno}}      # images fused elsewhere, per dataset or one folder
+      - {fused: vifb/fused}                             # every method folder inside, as ``rgbt evaluate`` reads
+    published:
+      - {dataset: TNO, method: CDDFuse, EN: 7.12, SD: 46.00}               # inline rows
+      - {csv: metrics_reference/vifb_published.csv, dataset: VIFB, rename: {Entropy: EN}}
+    table: {std: false, rank: true, formats: [markdown, latex]}
+    figure: {samples: 2}                                # or a list of pair names; 0: no figure
+    wandb: {mode: offline, project: rgbt-fusion}        # online or disabled
+
+Relative data paths (``path``, ``ir``, ``vi``, ``fused``, ``csv``) are looked up under the data root first
+(``--data``, ``$RGBT_DATA``, ``./data``, ``../shared/data``), then taken as given.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from fusion.errors import RgbtError, short
+
+FORMATS = ("markdown", "latex")
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    ir: str
+    vi: str
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method of the table: fused by the experiment (``fused`` empty) or read from folders per dataset."""
+
+    name: str
+    ckpt: str | None = None
+    official: bool = False
+    fused: dict[str, str] = field(default_factory=dict)  # dataset -> folder of this method's images
+
+    @property
+    def external(self) -> bool:
+        return bool(self.fused)
+
+
+@dataclass
+class Spec:
+    """A validated experiment file; paths are absolute."""
+
+    name: str
+    convention: str
+    metrics: list[str]
+    decimals: dict[str, int]
+    datasets: list[Dataset]
+    methods: list[Method]
+    published: list[dict]  # {dataset, method, metric, value}
+    std: bool = False
+    rank: bool = True
+    formats: list[str] = field(default_factory=lambda: list(FORMATS))
+    samples: list[str] | int = 2
+    wandb_mode: str = "offline"
+    wandb_project: str = "rgbt-fusion"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Spec:
+        d = dict(d)
+        d["datasets"] = [Dataset(**x) for x in d["datasets"]]
+        d["methods"] = [Method(**x) for x in d["methods"]]
+        return cls(**d)
+
+
+def _keys(d: dict, allowed: set[str], where: str, path: Path) -> None:
+    extra = sorted(set(d) - allowed)
+    if extra:
+        raise RgbtError(f"{short(path)}: unknown key '{extra[0]}' in {where}; use {', '.join(sorted(allowed))}")
+
+
+def _find(value: str, root: Path | None, path: Path, what: str, folder: bool = True) -> str:
+    """Resolve a data path: under the data root first, then as given."""
+    candidates = ([root / value] if root is not None else []) + [Path(value)]
+    for c in candidates:
+        if c.is_dir() if folder else c.is_file():
+            return str(c.resolve())
+    where = f" (looked under {short(root)} and here)" if root is not None else ""
+    raise RgbtError(f"{short(path)}: {what} '{value}' not found{where}; fix the path or pass --data")
+
+
+def _dataset(d: dict | str, root: Path | None, path: Path) -> Dataset:
+    from fusion.data import IR_DIRS, VIS_DIRS, _pick
+
+    if isinstance(d, str):
+        d = {"name": d, "path": d}
+    if not isinstance(d, dict) or "name" not in d:
+        raise RgbtError(f"{short(path)}: each dataset needs a name, e.g. {{name: TNO, path: tno}}")
+    _keys(d, {"name", "path", "ir", "vi"}, f"dataset {d['name']}", path)
+    if "path" in d:
+        folder = Path(_find(d["path"], root, path, f"dataset {d['name']}"))
+        ir, vi = _pick(folder, IR_DIRS, "infrared"), _pick(folder, VIS_DIRS, "visible")
+        return Dataset(str(d["name"]), str(ir), str(vi))
+    if "ir" not in d or "vi" not in d:
+        raise RgbtError(f"{short(path)}: dataset {d['name']} needs path: or both ir: and vi:")
+    return Dataset(
+        str(d["name"]), _find(d["ir"], root, path, "infrared folder"), _find(d["vi"], root, path, "visible folder")
+    )
+
+
+def _methods(entry: dict | str, datasets: list[Dataset], root: Path | None, path: Path) -> list[Method]:
+    from fusion.data import find_pairs
+    from fusion.evaluate import collect_fused
+    from fusion.methods import available_methods
+
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    if not isinstance(entry, dict):
+        raise RgbtError(f"{short(path)}: a method is a name or a mapping, got {entry!r}")
+    _keys(entry, {"name", "ckpt", "official", "fused"}, f"method {entry.get('name', '')}", path)
+    fused = entry.get("fused")
+    if fused is None:
+        name = entry.get("name")
+        if name not in available_methods():
+            raise RgbtError(
+                f"{short(path)}: unknown method '{name}'; use one of {', '.join(available_methods())} "
+                "or give fused: a folder of its images"
+            )
+        return [Method(name, entry.get("ckpt"), bool(entry.get("official", False)))]
+    per_ds = fused if isinstance(fused, dict) else {ds.name: fused for ds in datasets}
+    unknown = set(per_ds) - {ds.name for ds in datasets}
+    if unknown:
+        raise RgbtError(f"{short(path)}: fused: names dataset '{sorted(unknown)[0]}', which the file does not list")
+    found: dict[str, dict[str, str]] = {}  # method -> dataset -> folder
+    for ds in datasets:
+        if ds.name not in per_ds:
+            continue
+        folder = Path(_find(per_ds[ds.name], root, path, "fused folder"))
+        names = [p.name for p in find_pairs(ds.ir, ds.vi)]
+        if "name" in entry:  # one method: its folder, or its sub-folder of a folder of methods
+            method_files(folder, entry["name"], names)  # fails with one line if none of its images are there
+            found.setdefault(entry["name"], {})[ds.name] = str(folder)
+        else:
+            for m in collect_fused(folder, names):
+                found.setdefault(m, {})[ds.name] = str(folder)
+    return [Method(m, fused=f) for m, f in found.items()]
+
+
+def method_files(folder: str | Path, method: str, names: list[str]) -> dict[str, Path]:
+    """``{pair name: fused image}`` of ``method`` in ``folder``: in any layout ``rgbt evaluate`` reads (the
+    method's own folder, a folder of method folders, or VIFB's flat ``<image>_<method>`` names)."""
+    from fusion.evaluate import collect_fused
+
+    folder = Path(folder)
+    layout = collect_fused(folder, names)
+    if method in layout:
+        return layout[method]
+    if len(layout) == 1 and not (folder / method).is_dir():  # the folder is this method's, whatever its name
+        return next(iter(layout.values()))
+    raise RgbtError(f"{short(folder)} holds no images of {method}; point fused: at that method's folder")
+
+
+def _published(entries: list, datasets: list[Dataset], root: Path | None, path: Path) -> list[dict]:
+    """Published values as ``{dataset, method, metric, value}`` rows: inline, or read from a CSV with columns
+    ``dataset,method,metric,value`` (or ``image`` instead of ``dataset``: per-image values, averaged here)."""
+    names = {ds.name for ds in datasets}
+    rows: list[dict] = []
+    for e in entries or []:
+        if not isinstance(e, dict):
+            raise RgbtError(f"{short(path)}: published entries are mappings, got {e!r}")
+        if "csv" in e:
+            _keys(e, {"csv", "dataset", "rename", "methods"}, "published csv", path)
+            f = _find(e["csv"], root, path, "published csv", folder=False)
+            rename = e.get("rename") or {}
+            acc: dict[tuple, list[float]] = {}
+            with open(f, newline="") as fh:
+                for r in csv.DictReader(fh):
+                    ds = r.get("dataset") or e.get("dataset")
+                    if ds is None:
+                        raise RgbtError(f"{short(f)} has no dataset column; add dataset: to its published entry")
+                    if e.get("methods") and r["method"] not in e["methods"]:
+                        continue
+                    key = (ds, r["method"], rename.get(r["metric"], r["metric"]))
+                    acc.setdefault(key, []).append(float(r["value"]))
+            rows += [
+                {"dataset": k[0], "method": k[1], "metric": k[2], "value": sum(v) / len(v), "source": short(f)}
+                for k, v in acc.items()
+            ]
+        else:
+            if "dataset" not in e or "method" not in e:
+                raise RgbtError(f"{short(path)}: an inline published row needs dataset: and method:")
+            src = e.get("source", "inline")
+            for k, v in e.items():
+                if k not in ("dataset", "method", "source"):
+                    rows.append(
+                        {"dataset": e["dataset"], "method": e["method"], "metric": k, "value": float(v), "source": src}
+                    )
+    unknown = sorted({r["dataset"] for r in rows} - names)
+    if unknown:
+        raise RgbtError(f"{short(path)}: published values for dataset '{unknown[0]}', which the file does not list")
+    return rows
+
+
+def load_spec(path: str | Path, data: str | Path | None = None) -> Spec:
+    """Read and check an experiment file; every problem is one line naming the file and the fix."""
+    from fusion.data import resolve_data_root
+    from fusion.metrics import metric_names
+    from fusion.metrics.conventions import CONVENTIONS
+
+    path = Path(path)
+    if not path.is_file():
+        raise RgbtError(f"{short(path)}: no such experiment file; see experiments/tables/ for examples")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise RgbtError(f"{short(path)} is not valid YAML ({str(e).splitlines()[0]}); fix the file") from None
+    if not isinstance(raw, dict):
+        raise RgbtError(f"{short(path)}: an experiment file is a mapping (name:, datasets:, methods:, ...)")
+    allowed = {"name", "convention", "metrics", "decimals", "datasets", "methods", "published", "table", "figure"}
+    _keys(raw, allowed | {"wandb"}, "the file", path)
+    for k in ("datasets", "methods"):
+        if not raw.get(k) or not isinstance(raw[k], list):
+            raise RgbtError(f"{short(path)}: '{k}:' must list at least one entry")
+    try:
+        root = resolve_data_root(data)
+    except RgbtError:
+        root = None  # every path must then be given as it is
+    convention = raw.get("convention", "standard")
+    if convention not in CONVENTIONS:
+        raise RgbtError(f"{short(path)}: unknown convention '{convention}'; use one of {', '.join(CONVENTIONS)}")
+    decimals = int(raw.get("decimals", 4))
+    metrics, dec = [], {}
+    known = metric_names(convention, extra=True)
+    for m in raw.get("metrics") or metric_names(convention):
+        name, d = (m.get("name"), int(m.get("decimals", decimals))) if isinstance(m, dict) else (str(m), decimals)
+        if name not in known:
+            raise RgbtError(f"{short(path)}: metric '{name}' is not in the {convention} convention; use {known}")
+        metrics.append(name)
+        dec[name] = d
+    datasets = [_dataset(d, root, path) for d in raw["datasets"]]
+    if len({d.name for d in datasets}) != len(datasets):
+        raise RgbtError(f"{short(path)}: two datasets share a name; give each its own name:")
+    methods = [m for e in raw["methods"] for m in _methods(e, datasets, root, path)]
+    if len({m.name for m in methods}) != len(methods):
+        raise RgbtError(f"{short(path)}: two methods share a name; give each its own name:")
+    table = raw.get("table") or {}
+    _keys(table, {"std", "rank", "formats"}, "table", path)
+    formats = list(table.get("formats", FORMATS))
+    if set(formats) - set(FORMATS):
+        raise RgbtError(f"{short(path)}: table formats are {', '.join(FORMATS)}; got {formats}")
+    fig = raw.get("figure") or {}
+    _keys(fig, {"samples"}, "figure", path)
+    wb = raw.get("wandb") or {}
+    _keys(wb, {"mode", "project"}, "wandb", path)
+    if wb.get("mode", "offline") not in WANDB_MODES:
+        raise RgbtError(f"{short(path)}: wandb mode is one of {', '.join(WANDB_MODES)}")
+    return Spec(
+        name=str(raw.get("name", path.stem)),
+        convention=convention,
+        metrics=metrics,
+        decimals=dec,
+        datasets=datasets,
+        methods=methods,
+        published=_published(raw.get("published"), datasets, root, path),
+        std=bool(table.get("std", False)),
+        rank=bool(table.get("rank", True)),
+        formats=formats,
+        samples=fig.get("samples", 2),
+        wandb_mode=wb.get("mode", "offline"),
+        wandb_project=wb.get("project", "rgbt-fusion"),
+    )
