@@ -133,19 +133,26 @@ def dataset_pairs(folder: str | Path) -> list[Pair]:
 
 
 def load_pair(
-    pair: Pair, *, vis_grey: bool = False, ir_grey: bool = True, norm16: Norm16 | None = None, infos: list | None = None
+    pair: Pair,
+    *,
+    vis_grey: bool = False,
+    ir_grey: bool = True,
+    norm16: Norm16 | None = None,
+    infos: list | None = None,
+    keep_uint8: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Read a pair: visible (1, C, H, W), infrared (1, 1, H, W), both float in [0, 1].
 
     ``ir_grey=False`` keeps a colour-stored infrared image's channels when they differ (for scoring
     under the vifb convention); fusion always uses one infrared channel. When ``infos`` is a list, the two
-    images' :class:`~fusion.io.ImageInfo` (visible, infrared) are appended to it.
+    images' :class:`~fusion.io.ImageInfo` (visible, infrared) are appended to it. ``keep_uint8`` returns 8-bit
+    files' levels as uint8 (see :func:`~fusion.io.read_image`).
 
     Raises:
         RgbtError: unreadable files or different sizes.
     """
-    vis, vinfo = read_image(pair.vis, grey=vis_grey, norm16=norm16)
-    ir, iinfo = read_image(pair.ir, grey=ir_grey, norm16=norm16)
+    vis, vinfo = read_image(pair.vis, grey=vis_grey, norm16=norm16, keep_uint8=keep_uint8)
+    ir, iinfo = read_image(pair.ir, grey=ir_grey, norm16=norm16, keep_uint8=keep_uint8)
     if infos is not None:
         infos += [vinfo, iinfo]
     if vis.shape[-2:] != ir.shape[-2:]:

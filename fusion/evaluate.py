@@ -19,6 +19,7 @@ from fusion.data import Pair, load_pair
 from fusion.errors import RgbtError, short
 from fusion.io import IMAGE_EXTENSIONS, Norm16, atomic_write_bytes, read_image
 from fusion.metrics import compute_metrics, higher_is_better, metric_names
+from fusion.metrics.streaming import STREAM_PIXELS, STREAMED, stream_standard
 
 CSV_COLUMNS = ("image", "method", "metric", "value", "convention")
 
@@ -96,20 +97,33 @@ def score_pair(
     Raises:
         RgbtError: a fused image of another size than its sources, or an unreadable file.
     """
-    # Sources keep their channels: the vifb convention scores colour channel by channel.
-    vis, ir = load_pair(pair, ir_grey=False, norm16=norm16)
+    # Sources keep their channels: the vifb convention scores colour channel by channel. 8-bit images wait as
+    # uint8: a large pair under the standard convention is scored in strips (fusion.metrics.streaming).
+    vis, ir = load_pair(pair, ir_grey=False, norm16=norm16, keep_uint8=True)
+    stream = convention == "standard" and ir.shape[-2] * ir.shape[-1] >= STREAM_PIXELS
+    streamed = [n for n in names if n in STREAMED] if stream else []
+    rest = [n for n in names if n not in streamed]
     out = {}
     for method, files in fused.items():
         if pair.name not in files:
             continue
-        f, _ = read_image(files[pair.name], norm16=norm16)
+        f, _ = read_image(files[pair.name], norm16=norm16, keep_uint8=True)
         if f.shape[-2:] != ir.shape[-2:]:
             raise RgbtError(
                 f"{short(files[pair.name])} is {f.shape[-1]}x{f.shape[-2]} but its sources are "
                 f"{ir.shape[-1]}x{ir.shape[-2]}; fused images must keep the source size"
             )
-        out[method] = {m: float(v[0]) for m, v in compute_metrics(f, vis, ir, names, convention).items()}
+        values = stream_standard(f, vis, ir, streamed) if streamed else {}
+        if rest:
+            whole = compute_metrics(_float(f), _float(vis), _float(ir), rest, convention)
+            values |= {m: float(v[0]) for m, v in whole.items()}
+        out[method] = {m: values[m] for m in names}
     return out
+
+
+def _float(x: torch.Tensor) -> torch.Tensor:
+    """An image as read_image's float path gives it (8-bit levels / 255)."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
 
 
 def evaluate_pairs(

@@ -267,3 +267,28 @@ def test_spec_paths_resolve_under_the_data_root(two_sets, tmp_path):
     assert s.datasets[0].ir == str((two_sets / "A" / "ir").resolve())
     with pytest.raises(RgbtError, match="not found"):
         load_spec(spec, tmp_path / "elsewhere_nothing")
+
+
+@pytest.mark.parametrize("preset", sorted((ROOT / "experiments" / "tables").glob("*.yaml")), ids=lambda p: p.stem)
+def test_presets_load_against_the_real_data(shared_data, preset):
+    spec = load_spec(preset, shared_data)
+    assert spec.methods and spec.published
+    known = {m.name for m in spec.methods} | {r["method"] for r in spec.published}
+    assert {r["dataset"] for r in spec.published} <= {d.name for d in spec.datasets} and known
+
+
+def test_tang2022_preset_reproduces_the_matlab_values(shared_data, tmp_path):
+    """The tang2022 preset, scoring PIAFusion's released images only: every published mean is reproduced
+    (differences.csv), ten metrics to 1e-6 relative, Qabf to 5e-5 (docs/metrics.md)."""
+    raw = yaml.safe_load((ROOT / "experiments" / "tables" / "tang2022_tno.yaml").read_text())
+    raw["methods"] = raw["methods"][:1]
+    raw["wandb"] = {"mode": "disabled"}
+    spec = tmp_path / "t.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    args = ["experiment", "run", str(spec), "--out", str(tmp_path / "out"), "--data", str(shared_data)]
+    assert rgbt([*args, "--devices", "1"]) == 0
+    diffs = list(csv.DictReader((tmp_path / "out" / "differences.csv").open()))
+    assert len(diffs) == 11 and all(d["same_printed"] == "True" for d in diffs)
+    for d in diffs:
+        rel = abs(float(d["difference"])) / abs(float(d["published"]))
+        assert rel <= (5e-5 if d["metric"] == "Qabf" else 1e-6), d

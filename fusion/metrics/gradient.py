@@ -65,6 +65,12 @@ def qabf(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype =
 
 
 def _qabf(sx: torch.Tensor, sy: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    num, den = _qabf_sums(sx, sy, dtype)
+    return (num / den.clamp_min(1e-300)).where(den > 0, torch.zeros_like(den))
+
+
+def _qabf_sums(sx: torch.Tensor, sy: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Qabf's numerator and denominator sums (B,) from the Sobel responses (B, 3, H, W) of F, A, B."""
     s2 = torch.addcmul(sx * sx, sy, sy)
     tie = s2[:, 1:] == s2[:, :1]  # (B, 2, H, W): A and B against F
     g = s2.to(dtype).sqrt_()
@@ -75,8 +81,7 @@ def _qabf(sx: torch.Tensor, sy: torch.Tensor, dtype: torch.dtype) -> torch.Tenso
     ar = 1 - (ang[:, 1:] - ang[:, :1]).abs_().mul_(2 / math.pi)
     q = torch.sigmoid((gr - _DG) * -_KG).mul_(torch.sigmoid((ar - _DA) * -_KA)).mul_(_TG * _TA)
     num = (q * gs).flatten(1).sum(1, dtype=torch.float64)
-    den = gs.flatten(1).sum(1, dtype=torch.float64)
-    return (num / den.clamp_min(1e-300)).where(den > 0, torch.zeros_like(den))
+    return num, gs.flatten(1).sum(1, dtype=torch.float64)
 
 
 def qabf_and_nabf(
@@ -125,6 +130,12 @@ def nabf(
 
 
 def _nabf(sx: torch.Tensor, gh: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    num, den = _nabf_sums(sx, gh, dtype)
+    return num / den
+
+
+def _nabf_sums(sx: torch.Tensor, gh: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nabf's numerator and denominator sums (B,) from the mirror-padded Sobel responses of F, A, B."""
     s2 = torch.addcmul(sx * sx, gh, gh)
     artefact = (s2[:, :1] > s2[:, 1:]).all(1, keepdim=True)  # F stronger than both sources
     heavy = s2[:, 1:] >= 64 * _N["Td"] ** 2  # g / 8 >= Td
@@ -146,4 +157,4 @@ def _nabf(sx: torch.Tensor, gh: torch.Tensor, dtype: torch.dtype) -> torch.Tenso
     t = gs / 8
     w = torch.where(heavy, t * t.sqrt(), _N["wt_min"])
     num = (loss * w).sum(1, keepdim=True).where(artefact, 0.0).flatten(1).sum(1, dtype=torch.float64)
-    return num / w.flatten(1).sum(1, dtype=torch.float64)
+    return num, w.flatten(1).sum(1, dtype=torch.float64)

@@ -39,10 +39,17 @@ def _radius(h: int, w: int, sx: float, sy: float, device) -> torch.Tensor:
     The map is even in the DFT sense (mirror frequencies have bitwise equal radii), so a filter built on it
     keeps real images real: the published codes' complex results differ from the real ones only by rounding.
     """
+    fx, fy = radius_axes(h, w, sx, sy, device)
+    return torch.sqrt(fx[None, :] ** 2 + fy[:, None] ** 2)
+
+
+def radius_axes(h: int, w: int, sx: float, sy: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ifftshift-ed frequency axes of :func:`_radius`: (w // 2 + 1,) and (h,); the map's rows t..b are
+    ``sqrt(fx^2 + fy[t:b, None]^2)``. Shifting the axes before the outer sum gives the same values as
+    shifting the full map, and only the half spectrum is ever allocated (192 MB at 24 megapixels)."""
     fx = (torch.arange(w, dtype=torch.float64, device=device) - w // 2) * (2.0 / w) * sx
     fy = (torch.arange(h, dtype=torch.float64, device=device) - h // 2) * (2.0 / h) * sy
-    r = torch.sqrt(fx[None, :] ** 2 + fy[:, None] ** 2)
-    return torch.fft.ifftshift(r)[:, : w // 2 + 1]
+    return torch.fft.ifftshift(fx)[: w // 2 + 1], torch.fft.ifftshift(fy)
 
 
 def _freq_filter(x: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
@@ -59,15 +66,38 @@ def _fast_even_len(n: int) -> int:
     return m
 
 
+def qcb_dog_response(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """Chen-Blum's DoG contrast-sensitivity response for an h x w image, (h, w // 2 + 1) for ``rfft2``."""
+    return qcb_dog(_radius(h, w, w / 30, h / 30, device))
+
+
+def qcb_dog(r: torch.Tensor) -> torch.Tensor:
+    """Chen-Blum's DoG response at frequency radii ``r`` (scaled as :func:`qcb_dog_response` scales them)."""
+    f0, f1, amp = 15.3870, 1.3456, 0.7622
+    return torch.exp(-((r / f0) ** 2)) - amp * torch.exp(-((r / f1) ** 2))
+
+
+def qcb_quality(g2: torch.Tensor, g4: torch.Tensor) -> torch.Tensor:
+    """Qcb's quality map (B, 1, h, w) from the Gaussian-filtered (sigma 2 and 4) DoG responses (B, 3, h, w) of A,
+    B and F: the contrast |g2 / g4 - 1| through the response c^3 / (c^2 + z), preserved as in Chen-Blum."""
+    z = 1e-4  # and the exponents p = 3, q = 2 of the contrast response c^p / (c^q + z)
+    c = ((g2 - g4) / g4).abs_()  # |g2 / g4 - 1|
+    c2 = c * c
+    c = (c2 * c).div_(c2 + z)
+    ca, cb, cf = c[:, 0:1], c[:, 1:2], c[:, 2:3]
+    a2, b2 = ca * ca, cb * cb
+    den = a2 + b2
+    la = torch.where(den > 0, a2 / den, 0.5)
+    return la * min_max_ratio(ca, cf, 1.0) + (1 - la) * min_max_ratio(cb, cf, 1.0)  # contrast preserved
+
+
 @lru_cache(maxsize=4)  # a dataset has one or a few sizes; the spectra of a 1280x1024 image take ~20 MB
 def _qcb_filters(h: int, w: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, tuple]:
     """Chen-Blum's frequency responses for an h x w image, cached per size: the DoG contrast-sensitivity filter
     (h, w // 2 + 1), and the two unnormalised 31x31 Gaussians (sigma 2 and 4) as spectra (2, H, W // 2 + 1) of
     a zero-padded H x W grid (H >= h + 15, W >= w + 15), on which circular convolution is ``filter2(G, y,
     'same')`` with zero padding; and (H, W)."""
-    f0, f1, amp = 15.3870, 1.3456, 0.7622
-    r = _radius(h, w, w / 30, h / 30, device)
-    sd = torch.exp(-((r / f0) ** 2)) - amp * torch.exp(-((r / f1) ** 2))
+    sd = qcb_dog_response(h, w, device)
     hp, wp = (_fast_even_len(max(n + 15, 31)) for n in (h, w))  # also holds the window
     x = torch.arange(-15, 16, dtype=torch.float64, device=device)
     kernels = torch.zeros(2, hp, wp, dtype=torch.float64, device=device)
@@ -86,23 +116,13 @@ def qcb(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype = 
     values are real up to rounding (see :func:`_radius`). ``dtype`` float32 runs the FFTs and everything
     after them in single precision.
     """
-    z = 1e-4  # and the exponents p = 3, q = 2 of the contrast response c^p / (c^q + z)
     h, w = f.shape[-2:]
     sd, gauss, padded = _qcb_filters(h, w, dtype, f.device)
     # All three images in one batch of channels.
     x = _normalize255(torch.cat([a, b, f], 1)).to(dtype)
     y = torch.fft.irfft2(torch.fft.rfft2(x) * sd, s=(h, w))
     yg = torch.fft.irfft2(torch.fft.rfft2(y, s=padded).unsqueeze(2) * gauss, s=padded)[..., :h, :w]
-    g2, g4 = yg[:, :, 0], yg[:, :, 1]  # (B, 3, h, w) each
-    c = ((g2 - g4) / g4).abs_()  # |g2 / g4 - 1|
-    c2 = c * c
-    c = (c2 * c).div_(c2 + z)
-    ca, cb, cf = c[:, 0:1], c[:, 1:2], c[:, 2:3]
-
-    a2, b2 = ca * ca, cb * cb
-    den = a2 + b2
-    la = torch.where(den > 0, a2 / den, 0.5)
-    q = la * min_max_ratio(ca, cf, 1.0) + (1 - la) * min_max_ratio(cb, cf, 1.0)  # contrast preserved
+    q = qcb_quality(yg[:, :, 0], yg[:, :, 1])  # (B, 3, h, w) each
     return q.flatten(1).mean(1, dtype=torch.float64)
 
 
@@ -116,8 +136,21 @@ def _block_sum(x: torch.Tensor, size: int = 16) -> torch.Tensor:
 @lru_cache(maxsize=4)
 def _qcv_filter(h: int, w: int, device: torch.device) -> torch.Tensor:
     """Chen-Varshney's contrast-sensitivity response for an h x w image (h, w // 2 + 1), cached per size."""
-    r = _radius(h, w, w / 8, h / 8, device)
+    return qcv_csf(_radius(h, w, w / 8, h / 8, device))
+
+
+def qcv_csf(r: torch.Tensor) -> torch.Tensor:
+    """Chen-Varshney's contrast-sensitivity response at frequency radii ``r`` (scaled as in :func:`_qcv_filter`)."""
     return 2.6 * (0.0192 + 0.144 * r) * torch.exp(-((0.144 * r) ** 1.1))
+
+
+def qcv_saliency(grad: tuple[torch.Tensor, torch.Tensor], alpha: float = 5.0) -> torch.Tensor:
+    """Chen-Varshney's edge saliency |grad|^alpha of the sources' Sobel responses (the code's vertical kernel
+    is -SOBEL_Y; only squares are used)."""
+    gx, gy = grad
+    s2 = torch.addcmul(gx * gx, gy, gy)
+    # alpha = 5 as s2^2 sqrt(s2), several times faster than pow in float64
+    return s2 * s2 * s2.sqrt() if alpha == 5 else s2 ** (alpha / 2)
 
 
 def qcv(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, window: int = 16, alpha: float = 5.0) -> torch.Tensor:
@@ -126,10 +159,7 @@ def qcv(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, window: int = 16, alp
     fab = _normalize255(torch.cat([f, a, b], 1))
     f, src = fab[:, :1], fab[:, 1:]  # (B, 1, H, W) and (B, 2, H, W): A and B
     h, w = f.shape[-2:]
-    gx, gy = sobel(src)  # the code's vertical kernel is -SOBEL_Y; only squares are used
-    s2 = torch.addcmul(gx * gx, gy, gy)
-    # |grad|^alpha per block; alpha = 5 as s2^2 sqrt(s2), several times faster than pow in float64
-    sal = _block_sum(s2 * s2 * s2.sqrt() if alpha == 5 else s2 ** (alpha / 2), window)
+    sal = _block_sum(qcv_saliency(sobel(src), alpha), window)
     dist = _block_sum(_freq_filter(src - f, _qcv_filter(h, w, f.device)) ** 2, window) / (window * window)
     num = (sal * dist).flatten(1).sum(1)
     den = sal.flatten(1).sum(1)
@@ -153,6 +183,8 @@ def _mef_ssim_scale(
     size: int = 11,
     dtype: torch.dtype = torch.float64,
     ssim: bool = False,
+    off: torch.Tensor | None = None,
+    reduce: bool = True,
 ) -> torch.Tensor | tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """One scale of MEF-SSIM (Ma, Zeng and Wang 2015) for the two-image stack (A, B) and fused F, each
     (B, 1, H, W), vectorised.
@@ -162,6 +194,8 @@ def _mef_ssim_scale(
     so the whole map comes from box and Gaussian filtering. The box moments are exact (float64 integral
     images); with ``dtype`` float32 everything after them is computed in float32. With ``ssim``, also returns
     SSIM(F, A) and SSIM(F, B) (11x11 Gaussian, L = 255), which need a subset of the same moments.
+    ``off`` (default: the images' mean) centres the Gaussian moments; ``reduce=False`` returns the 'valid' maps
+    instead of their means (for scoring in strips, with the whole image's ``off``).
     """
     n = size * size
     # Box moments from exact window sums: n * cov = sum(xy) - sum(x) sum(y) / n, exactly 0 on flat windows.
@@ -187,7 +221,7 @@ def _mef_ssim_scale(
     scale = torch.where(norm2 > 0, ed.amax(1) / norm2.sqrt(), 0.0)
     # Gaussian moments of centred data (moments are shift-invariant; keeps float32 accurate). The first eight
     # channels are SSIM's (same window, same offset): see mef_ssim_and_ssim.
-    off = structural.centre(f, a, b)
+    off = structural.centre(f, a, b) if off is None else off
     fc, ac, bc = ((x - off).to(dtype) for x in (f, a, b))
     gau = gaussian_window(size, 1.5, device=a.device)
     m = filter_valid(torch.cat([fc, ac, bc, fc * fc, ac * ac, bc * bc, fc * ac, fc * bc, ac * bc], 1), gau, dtype)
@@ -199,9 +233,11 @@ def _mef_ssim_scale(
     var_r = scale * scale * quad(var_g, cov_g)
     cov_rf = scale * (ca * cov_xf[:, 0] + cb * cov_xf[:, 1])
     k2 = (k * 255) ** 2
-    q = ((2 * cov_rf + k2) / (var_r + var_f + k2)).flatten(1).mean(1, dtype=torch.float64)
+    q = (2 * cov_rf + k2) / (var_r + var_f + k2)
+    if reduce:
+        q = q.flatten(1).mean(1, dtype=torch.float64)
     if ssim:  # Wang's SSIM (L = 255) of F against A and B from the same moments
-        return q, structural.ssim_from_moments(m, off, (0.01 * 255) ** 2, (0.03 * 255) ** 2)
+        return q, structural.ssim_from_moments(m, off, (0.01 * 255) ** 2, (0.03 * 255) ** 2, reduce=reduce)
     return q
 
 

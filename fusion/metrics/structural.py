@@ -5,6 +5,8 @@ Inputs are (B, 1, H, W) float64 grey levels on the 0-255 scale; outputs have sha
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -50,10 +52,11 @@ def centre(*xs: torch.Tensor) -> torch.Tensor:
 
 
 def ssim_from_moments(
-    m: torch.Tensor, off: torch.Tensor, c1: float, c2: float, cov: float = 1.0
+    m: torch.Tensor, off: torch.Tensor, c1: float, c2: float, cov: float = 1.0, reduce: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean SSIM(F, A) and SSIM(F, B) from windowed moments (B, 8+, h, w) of F, A, B, FF, AA, BB, FA, FB,
-    all centred on ``off``; computed in the moments' precision, averaged in float64."""
+    all centred on ``off``; computed in the moments' precision, averaged in float64 (``reduce=False``: the two
+    (B, 1, h, w) maps, for scoring in strips)."""
     off = off.to(m.dtype)
     mf, uf = m[:, 0:1], m[:, 0:1] + off
     vf = (m[:, 3:4] - mf * mf) * cov
@@ -62,13 +65,17 @@ def ssim_from_moments(
         vx, cxy = (sq - mx * mx) * cov, (cross - mf * mx) * cov
         ux = mx + off
         s = ((2 * ux * uf + c1) * (2 * cxy + c2)) / ((ux * ux + uf * uf + c1) * (vx + vf + c2))
-        return s.flatten(1).mean(1, dtype=torch.float64)
+        return s.flatten(1).mean(1, dtype=torch.float64) if reduce else s
 
     return index(m[:, 1:2], m[:, 4:5], m[:, 6:7]), index(m[:, 2:3], m[:, 5:6], m[:, 7:8])
 
 
 def _vif_pair(
-    ref: torch.Tensor, dist: torch.Tensor, dtype: torch.dtype = torch.float64, uint8_products: bool = False
+    ref: torch.Tensor,
+    dist: torch.Tensor,
+    dtype: torch.dtype = torch.float64,
+    uint8_products: bool = False,
+    strip: VifStrip | None = None,
 ) -> torch.Tensor:
     """Pixel-domain multiscale VIF (Sheikh and Bovik's ``vifp_mscale``) of (B, R, H, W) references against
     one (B, 1, H, W) distorted image, all references in the same filtering passes; returns (B, R), float64.
@@ -78,6 +85,10 @@ def _vif_pair(
     ``dtype`` float32 filters and combines the moments in float32 (faster on CPU). Its rounding would hide the
     reference code's test for flat reference windows (variance below 1e-10), so those are found from neighbour
     differences instead and their variance set to 0; data are centred first (moments are shift-invariant).
+
+    ``strip`` scores rows of a larger image (:mod:`fusion.metrics.streaming`): the whole image's offset and
+    number of scales, and per scale the map rows this strip owns; the result is then the stacked numerator and
+    denominator sums (B, 2, R) instead of their ratio.
     """
     sigma_nsq, eps = 2.0, 1e-10
     r = ref.shape[1]
@@ -85,13 +96,18 @@ def _vif_pair(
     den = torch.zeros_like(num)
     fast = dtype == torch.float32
     if fast:
-        off = (ref.mean(dim=(1, 2, 3), keepdim=True) + dist.mean(dim=(1, 2, 3), keepdim=True)) / 2
+        if strip is None:
+            off = (ref.mean(dim=(1, 2, 3), keepdim=True) + dist.mean(dim=(1, 2, 3), keepdim=True)) / 2
+        else:
+            off = strip.off
         ref, dist = (ref - off).float(), (dist - off).float()
     for scale in range(1, 5):
         n = 2 ** (4 - scale + 1) + 1
         g = gaussian_window(n, n / 5.0, device=ref.device)
+        if strip is not None and (scale > strip.scales or ref.shape[-2] < n):
+            break  # (a strip too short for a scale owns none of its rows, nor of any coarser scale's)
         if scale > 1:
-            if min(ref.shape[-2:]) < n:
+            if strip is None and min(ref.shape[-2:]) < n:
                 break
             rd = filter_valid(torch.cat([ref, dist], 1), g, dtype, stride=2)
             ref, dist = rd[:, :r], rd[:, r:]
@@ -123,9 +139,35 @@ def _vif_pair(
         sv = torch.where(neg, s2, sv)
         gain = gain.masked_fill(neg, 0)
         sv = sv.clamp_min(eps)
-        num += torch.log10(1 + gain * gain * s1 / (sv + sigma_nsq)).flatten(2).sum(2, dtype=torch.float64)
-        den += torch.log10(1 + s1 / sigma_nsq).flatten(2).sum(2, dtype=torch.float64)
-    return num / den
+        nmap, dmap = torch.log10(1 + gain * gain * s1 / (sv + sigma_nsq)), torch.log10(1 + s1 / sigma_nsq)
+        if strip is not None:  # the map rows this strip owns at this scale
+            lo, hi = strip.rows[scale - 1]
+            nmap, dmap = nmap[..., lo:hi, :], dmap[..., lo:hi, :]
+        num += nmap.flatten(2).sum(2, dtype=torch.float64)
+        den += dmap.flatten(2).sum(2, dtype=torch.float64)
+    return num / den if strip is None else torch.stack([num, den], 1)
+
+
+@dataclass(frozen=True)
+class VifStrip:
+    """How a strip of rows sits in the whole image, for :func:`_vif_pair`."""
+
+    off: torch.Tensor  # (B, 1, 1, 1) the whole image's offset (mean of the reference and distorted means)
+    scales: int  # how many scales the whole image has
+    rows: tuple[tuple[int, int], ...]  # per scale, the map rows (relative to the strip's map) it owns
+
+
+def vif_scales(h: int, w: int) -> int:
+    """How many of VIF's four scales an h x w image has (each must fit its window)."""
+    for scale in range(1, 5):
+        n = 2 ** (4 - scale + 1) + 1
+        if scale > 1:
+            if min(h, w) < n:
+                return scale - 1
+            h, w = (h - n) // 2 + 1, (w - n) // 2 + 1
+        if min(h, w) < n:
+            return scale - 1
+    return 4
 
 
 def vif(
