@@ -23,8 +23,7 @@ def _quiet() -> None:
     quiet_lightning()
     for name in ("lightning_fabric.utilities.distributed", "pytorch_lightning.utilities.distributed"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    for message in (".*predict returned None.*", ".*LeafSpec.*"):
-        warnings.filterwarnings("ignore", message=message)
+    warnings.filterwarnings("ignore", message=".*predict returned None.*")
 
 
 _quiet()

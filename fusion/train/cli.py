@@ -36,8 +36,12 @@ def _default_loggers(root: str) -> list:
 
 
 def quiet_lightning() -> None:
-    """Silence Lightning's accelerator banner ("GPU available: ...") and tips, printed once per Trainer."""
+    """Silence Lightning's accelerator banner ("GPU available: ...") and tips, printed once per Trainer, and
+    its warning about torch's renamed pytree class (Lightning's own code; nothing a user can change)."""
     import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
 
     for name in (
         "pytorch_lightning.utilities.rank_zero",
