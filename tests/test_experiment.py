@@ -106,6 +106,21 @@ def test_external_fused_folder_is_scored_not_fused(two_sets, tmp_path):
     assert vals["max"] == vals["theirs"]
 
 
+def test_external_folder_with_an_unpaired_image_fails_and_a_partial_one_is_noted(two_sets, tmp_path, capsys):
+    ext = tmp_path / "ext"
+    d = two_sets / "A"
+    assert rgbt(["fuse", "--method", "max", "--ir", str(d / "ir"), "--vis", str(d / "vi"), "--out", str(ext)]) == 0
+    (ext / "00.png").unlink()
+    spec = write_spec(tmp_path / "e.yaml", two_sets, methods=[{"name": "x", "fused": {"A": str(ext)}}], published=[])
+    assert rgbt(["experiment", "run", str(spec), "--out", str(tmp_path / "out"), "--devices", "1"]) == 0
+    assert "note: x has fused images of 2 of the 3 pairs of A" in capsys.readouterr().out
+    (ext / "zz.png").write_bytes((ext / "01.png").read_bytes())
+    assert rgbt(["experiment", "run", str(spec), "--out", str(tmp_path / "out2"), "--devices", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "zz.png has no source pair in A" in err and "Traceback" not in err
+    assert not (tmp_path / "out2").exists()
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [

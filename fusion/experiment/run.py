@@ -57,7 +57,15 @@ class Work:
                 if not m.external:
                     per[m.name] = {n: self.fused_path(ds.name, m.name, n) for n in names}
                 elif ds.name in m.fused:
-                    per[m.name] = method_files(m.fused[ds.name], m.name, names)
+                    per[m.name] = files = method_files(m.fused[ds.name], m.name, names)
+                    orphans = sorted(set(files) - set(names))
+                    if orphans:
+                        raise RgbtError(
+                            f"{short(files[orphans[0]])} has no source pair in {ds.name} ({len(orphans)} such "
+                            "files); check the dataset's folders or remove it"
+                        )
+                    if len(files) < len(names):
+                        print(f"note: {m.name} has fused images of {len(files)} of the {len(names)} pairs of {ds.name}")
         self.items = [Item(ds, n) for ds, pairs in self.pairs.items() for n in pairs]
 
     def fused_path(self, dataset: str, method: str, pair: str) -> Path:
@@ -156,8 +164,8 @@ def run_experiment(
         from fusion.data import find_pairs
 
         check_sizes(find_pairs(ds.ir, ds.vi))
+    work = Work(spec, Path(out))  # finds every input (and fails on an unpaired one) before anything is written
     out = prepare_out_dir(out)
-    work = Work(spec, out)
     first = os.environ.get("NODE_RANK", "0") == "0" and "LOCAL_RANK" not in os.environ
     with claim_folder(out) if first else contextlib.nullcontext():
         for tmp in out.rglob(".*.tmp"):  # a killed run's half-written files
