@@ -322,7 +322,7 @@ def test_compare_two_folds(shared_data, tmp_path, capsys):
     assert rgbt(args) == 2 and "nope is not in the dataset" in capsys.readouterr().err
 
 
-def test_wandb_offline_run_records_losses_map_and_box_images(shared_data, tmp_path, monkeypatch):
+def test_wandb_offline_run_records_losses_map_and_box_images(shared_data, tmp_path, monkeypatch, capfd):
     """The default loggers with W&B offline (no account): loss terms, mAP and the box panels reach the run."""
     from fusion.cli import main as rgbt
 
@@ -335,6 +335,8 @@ def test_wandb_offline_run_records_losses_map_and_box_images(shared_data, tmp_pa
     args += ["--data.scale", "0.25", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2"]
     args += ["--trainer.log_every_n_steps", "1", "--trainer.check_val_every_n_epoch", "1"]
     assert rgbt([*args, "--trainer.num_sanity_val_steps", "0"]) == 0
+    err = capfd.readouterr().err
+    assert "anonymous" not in err and "GPU available" not in err, err[-2000:]  # no notices on every run
     (run,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
     panels = sorted((run / "files" / "media" / "images" / "val").glob("boxes*.png"))
     assert len(panels) == 2  # model.panels

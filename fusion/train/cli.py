@@ -31,7 +31,10 @@ def _default_loggers(root: str) -> list:
     mode = os.environ.get("WANDB_MODE", "offline")
     if mode != "disabled":
         name = os.path.basename(os.path.normpath(root))
-        loggers.append(WandbLogger(project="rgbt-fusion", name=name, save_dir=root, offline=mode != "online"))
+        wb = WandbLogger(project="rgbt-fusion", name=name, save_dir=root, offline=mode != "online")
+        # Lightning always passes anonymous=None, and W&B 0.2x+ warns on every run that the setting has no effect
+        wb._wandb_init.pop("anonymous", None)
+        loggers.append(wb)
     return loggers
 
 
