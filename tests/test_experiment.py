@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -307,3 +308,28 @@ def test_tang2022_preset_reproduces_the_matlab_values(shared_data, tmp_path):
     for d in diffs:
         rel = abs(float(d["difference"])) / abs(float(d["published"]))
         assert rel <= (5e-5 if d["metric"] == "Qabf" else 1e-6), d
+
+
+def test_16_bit_thermal_needs_norm16_and_a_run_keeps_its_scaling(two_sets, tmp_path, capsys):
+    """16-bit infrared: refused with one line naming --norm16 (nothing written), accepted with it (flag or
+    file), and a rerun into the same folder with another scaling is refused."""
+    for f in (two_sets / "A" / "ir").iterdir():
+        img = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(f), img.astype("uint16") * 257)
+    spec = write_spec(tmp_path / "e.yaml", two_sets, published=[])
+    out = tmp_path / "out"
+    assert rgbt(["experiment", "run", str(spec), "--out", str(out), "--devices", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is 16-bit" in err and "--norm16" in err and "\n" not in err and not out.exists()
+    args = ["experiment", "run", str(spec), "--out", str(out), "--devices", "1"]
+    assert rgbt([*args, "--norm16", "fixed"]) == 0
+    scores = list(csv.DictReader((out / "scores.csv").open()))
+    assert len(scores) == (3 + 2) * 2 * 4 and all(math.isfinite(float(r["value"])) for r in scores)
+    capsys.readouterr()
+    assert rgbt([*args, "--norm16", "minmax"]) == 2
+    assert "holds a run with norm16 fixed" in capsys.readouterr().err
+    spec2 = write_spec(tmp_path / "e2.yaml", two_sets, published=[], norm16="percentile:1:99")
+    assert rgbt(["experiment", "run", str(spec2), "--out", str(tmp_path / "o2"), "--devices", "1"]) == 0
+    bad = write_spec(tmp_path / "e3.yaml", two_sets, published=[], norm16="sideways")
+    assert rgbt(["experiment", "run", str(bad), "--out", str(tmp_path / "o3")]) == 2
+    assert "norm16: unknown 16-bit normalisation 'sideways'" in capsys.readouterr().err

@@ -16,6 +16,11 @@ def cmd_experiment(a: argparse.Namespace) -> None:
         spec = load_spec(a.file, a.data)
         if a.wandb:
             spec.wandb_mode = a.wandb
+        if a.norm16:
+            from fusion.io import Norm16
+
+            Norm16.parse(a.norm16)  # one line if it is malformed
+            spec.norm16 = a.norm16
         accelerator = a.accelerator
         if accelerator == "auto":
             import torch
@@ -55,6 +60,9 @@ def add_parser(sub) -> None:
     )
     r.add_argument("--num-nodes", type=int, default=1, help="nodes (Lightning's multi-node ddp; default 1)")
     r.add_argument("--wandb", choices=("offline", "online", "disabled"), help="override the file's wandb mode")
+    r.add_argument(
+        "--norm16", help="scaling of 16-bit images (as rgbt fuse): fixed, fixed:LO:HI, minmax, percentile:LO:HI"
+    )
     t = act.add_parser("table", help="re-render the tables of a finished run from its saved CSV (no scoring)")
     t.add_argument("--from", dest="from_", required=True, help="the --out folder of an experiment run")
     c = act.add_parser("references", help="check every metric convention against the published reference values")

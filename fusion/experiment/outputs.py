@@ -60,9 +60,12 @@ def sample_figure(spec: Spec, work: Work, path: Path) -> Path | None:
         names = list(work.pairs[ds.name])
         chosen = names[: spec.samples] if isinstance(spec.samples, int) else [n for n in spec.samples if n in names]
         for n in chosen:
-            p = work.pairs[ds.name][n]
-            row = [(f"{ds.name}/{n} IR", read_image(p.ir)[0]), ("visible", read_image(p.vis)[0])]
-            row += [(m, read_image(files[n])[0]) for m, files in work.files[ds.name].items() if n in files]
+            p, norm = work.pairs[ds.name][n], spec.norm()
+            row = [
+                (f"{ds.name}/{n} IR", read_image(p.ir, norm16=norm)[0]),
+                ("visible", read_image(p.vis, norm16=norm)[0]),
+            ]
+            row += [(m, read_image(f[n], norm16=norm)[0]) for m, f in work.files[ds.name].items() if n in f]
             rows.append(row)
     if not rows:
         return None

@@ -106,6 +106,7 @@ class Work:
         from fusion.methods import build_method
 
         t0 = time.perf_counter()
+        norm16 = self.spec.norm()
         to_fuse, to_score = self.missing(item)
         pair = self.pairs[item.dataset][item.pair]
         spec_methods = {m.name: m for m in self.spec.methods}
@@ -115,9 +116,9 @@ class Work:
                 models[name] = build_method(name, ckpt=m.ckpt, official=m.official).to(device).eval()
             target = self.fused_path(item.dataset, name, item.pair)
             target.parent.mkdir(parents=True, exist_ok=True)
-            fuse_image(models[name], pair, target, method=name, device=device, official=m.official)
+            fuse_image(models[name], pair, target, method=name, device=device, official=m.official, norm16=norm16)
         files = {m: {item.pair: self.files[item.dataset][m][item.pair]} for m in to_score}
-        for method, scores in score_pair(pair, files, self.spec.metrics, self.spec.convention).items():
+        for method, scores in score_pair(pair, files, self.spec.metrics, self.spec.convention, norm16).items():
             f = files[method][item.pair]
             rec = {
                 "convention": self.spec.convention,
@@ -163,7 +164,14 @@ def run_experiment(
     for ds in spec.datasets:  # everything that can fail per input, before the first write
         from fusion.data import find_pairs
 
-        check_sizes(find_pairs(ds.ir, ds.vi))
+        check_sizes(find_pairs(ds.ir, ds.vi), spec.norm())
+    done = Path(out) / "experiment.json"
+    if done.is_file():  # a finished run's fused images were scaled with its norm16: mixing would be silent
+        before = json.loads(done.read_text()).get("norm16")
+        if before != spec.norm16:
+            raise RgbtError(
+                f"{short(out)} holds a run with norm16 {before}, this one asks for {spec.norm16}; choose another --out"
+            )
     work = Work(spec, Path(out))  # finds every input (and fails on an unpaired one) before anything is written
     out = prepare_out_dir(out)
     first = os.environ.get("NODE_RANK", "0") == "0" and "LOCAL_RANK" not in os.environ

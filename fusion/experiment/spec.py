@@ -19,6 +19,7 @@ An experiment file is YAML (see ``docs/experiments.md`` and the presets in ``exp
     table: {std: false, rank: true, formats: [markdown, latex]}
     figure: {samples: 2}                                # or a list of pair names; 0: no figure
     wandb: {mode: offline, project: rgbt-fusion}        # online or disabled
+    norm16: percentile:1:99                             # 16-bit images, scaled as rgbt fuse --norm16 scales them
 
 Relative data paths (``path``, ``ir``, ``vi``, ``fused``, ``csv``) are looked up under the data root first
 (``--data``, ``$RGBT_DATA``, ``./data``, ``../shared/data``), then taken as given.
@@ -76,6 +77,13 @@ class Spec:
     samples: list[str] | int = 2
     wandb_mode: str = "offline"
     wandb_project: str = "rgbt-fusion"
+    norm16: str | None = None  # how 16-bit images map to [0, 1] (rgbt fuse --norm16); None: 16-bit is an error
+
+    def norm(self):
+        """The parsed ``norm16`` (a :class:`fusion.io.Norm16`) or None."""
+        from fusion.io import Norm16
+
+        return Norm16.parse(self.norm16) if self.norm16 else None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -232,6 +240,7 @@ def load_spec(path: str | Path, data: str | Path | None = None) -> Spec:
     if not isinstance(raw, dict):
         raise RgbtError(f"{short(path)}: an experiment file is a mapping (name:, datasets:, methods:, ...)")
     allowed = {"name", "convention", "metrics", "decimals", "datasets", "methods", "published", "table", "figure"}
+    allowed.add("norm16")
     _keys(raw, allowed | {"wandb"}, "the file", path)
     for k in ("datasets", "methods"):
         if not raw.get(k) or not isinstance(raw[k], list):
@@ -269,7 +278,7 @@ def load_spec(path: str | Path, data: str | Path | None = None) -> Spec:
     _keys(wb, {"mode", "project"}, "wandb", path)
     if wb.get("mode", "offline") not in WANDB_MODES:
         raise RgbtError(f"{short(path)}: wandb mode is one of {', '.join(WANDB_MODES)}")
-    return Spec(
+    spec = Spec(
         name=str(raw.get("name", path.stem)),
         convention=convention,
         metrics=metrics,
@@ -283,4 +292,10 @@ def load_spec(path: str | Path, data: str | Path | None = None) -> Spec:
         samples=fig.get("samples", 2),
         wandb_mode=wb.get("mode", "offline"),
         wandb_project=wb.get("project", "rgbt-fusion"),
+        norm16=None if raw.get("norm16") is None else str(raw["norm16"]),
     )
+    try:
+        spec.norm()
+    except RgbtError as e:
+        raise RgbtError(f"{short(path)}: norm16: {e}") from None
+    return spec
