@@ -333,3 +333,15 @@ def test_16_bit_thermal_needs_norm16_and_a_run_keeps_its_scaling(two_sets, tmp_p
     bad = write_spec(tmp_path / "e3.yaml", two_sets, published=[], norm16="sideways")
     assert rgbt(["experiment", "run", str(bad), "--out", str(tmp_path / "o3")]) == 2
     assert "norm16: unknown 16-bit normalisation 'sideways'" in capsys.readouterr().err
+
+
+def test_default_cpu_processes_are_bounded_by_cpus_and_memory(monkeypatch):
+    from fusion.experiment import run
+
+    monkeypatch.setenv("RGBT_THREADS", "16")
+    monkeypatch.setattr("fusion.train.memory.available_bytes", lambda: 9 << 30)
+    assert run.default_devices("cpu") == 2  # 9 GB holds two 4 GB workers
+    monkeypatch.setattr("fusion.train.memory.available_bytes", lambda: 1 << 30)
+    assert run.default_devices("cpu") == 1
+    monkeypatch.setattr("fusion.train.memory.available_bytes", lambda: 1 << 40)
+    assert run.default_devices("cpu") == 16 and run.default_devices("gpu") == 1

@@ -193,8 +193,17 @@ def run_experiment(
         return paths
 
 
-def default_devices(accelerator: str) -> int:
-    """Processes per node when ``--devices`` is not given: one per usable CPU on the CPU, else one."""
-    from fusion.perf import cpu_threads
+WORKER_BYTES = 4 << 30  # a CPU worker fusing with the heaviest network on 768x576 pairs peaked at 4.0 GB
 
-    return cpu_threads()[0] if accelerator == "cpu" else 1
+
+def default_devices(accelerator: str) -> int:
+    """Processes per node when ``--devices`` is not given: on the CPU one per usable CPU, but no more than the
+    available memory holds at :data:`WORKER_BYTES` each; one GPU otherwise."""
+    from fusion.perf import cpu_threads
+    from fusion.train.memory import available_bytes
+
+    if accelerator != "cpu":
+        return 1
+    avail = available_bytes()
+    by_memory = max(1, avail // WORKER_BYTES) if avail else 1
+    return max(1, min(cpu_threads()[0], by_memory))
