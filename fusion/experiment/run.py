@@ -155,6 +155,7 @@ def run_experiment(
     num_nodes: int = 1,
 ) -> dict:
     """Run (or resume) an experiment into ``out`` and write every output; returns their paths."""
+    from fusion.data import find_pairs
     from fusion.experiment.outputs import write_outputs
     from fusion.fuse import check_out_apart, check_sizes, claim_folder, prepare_out_dir
 
@@ -162,12 +163,13 @@ def run_experiment(
     inputs += [f for m in spec.methods for f in m.fused.values()]
     check_out_apart(out, inputs)
     for ds in spec.datasets:  # everything that can fail per input, before the first write
-        from fusion.data import find_pairs
-
         check_sizes(find_pairs(ds.ir, ds.vi), spec.norm())
-    done = Path(out) / "experiment.json"
-    if done.is_file():  # a finished run's fused images were scaled with its norm16: mixing would be silent
-        before = json.loads(done.read_text()).get("norm16")
+    record = Path(out) / "experiment.json"
+    if record.is_file():  # a finished run's fused images were scaled with its norm16: mixing would be silent
+        try:
+            before = json.loads(record.read_text()).get("norm16")
+        except (ValueError, AttributeError, UnicodeDecodeError):  # unreadable: rewritten at the end of this run
+            before = spec.norm16
         if before != spec.norm16:
             raise RgbtError(
                 f"{short(out)} holds a run with norm16 {before}, this one asks for {spec.norm16}; choose another --out"
@@ -180,8 +182,8 @@ def run_experiment(
             tmp.unlink(missing_ok=True)
         t0 = time.perf_counter()
         todo = [i for i, item in enumerate(work.items) if any(work.missing(item))]
-        done = len(work.items) - len(todo)
-        print(f"{spec.name}: {len(work.items)} pairs, {done} already done, {len(todo)} to do", flush=True)
+        finished = len(work.items) - len(todo)
+        print(f"{spec.name}: {len(work.items)} pairs, {finished} already done, {len(todo)} to do", flush=True)
         if todo:
             from fusion.experiment.worker import run_items
 
