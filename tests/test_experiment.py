@@ -148,6 +148,11 @@ def test_bad_experiment_files_fail_with_one_line(two_sets, tmp_path, capsys, cha
 def test_table_from_a_folder_without_results_fails_with_one_line(tmp_path, capsys):
     assert rgbt(["experiment", "table", "--from", str(tmp_path)]) == 2
     assert "experiment.json is missing" in capsys.readouterr().err
+    for name in ("experiment.json", "scores.csv", "published.csv"):
+        (tmp_path / name).write_text("{not json")
+    assert rgbt(["experiment", "table", "--from", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is damaged" in err and "\n" not in err and "Traceback" not in err
 
 
 def _spec(**kw) -> Spec:

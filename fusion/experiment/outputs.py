@@ -150,9 +150,16 @@ def table_from(folder: str | Path) -> dict[str, Path]:
     for p in need:
         if not p.is_file():
             raise RgbtError(f"{short(p)} is missing; --from takes the --out folder of a finished rgbt experiment run")
-    spec = Spec.from_dict(json.loads(need[0].read_text()))
-    with open(need[2], newline="") as f:
-        published = [{**r, "value": float(r["value"])} for r in csv.DictReader(f)]
-    paths = write_tables(spec, read_scores(need[1]), published, out)
+    try:
+        spec = Spec.from_dict(json.loads(need[0].read_text()))
+        with open(need[2], newline="") as f:
+            published = [{**r, "value": float(r["value"])} for r in csv.DictReader(f)]
+        rows = read_scores(need[1])
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
+        raise RgbtError(
+            f"{short(out)}: its experiment.json, scores.csv or published.csv is damaged ({type(e).__name__}); "
+            "run rgbt experiment run again into it"
+        ) from None
+    paths = write_tables(spec, rows, published, out)
     print((out / "tables" / "tables.md").read_text())
     return paths
