@@ -350,3 +350,12 @@ def test_default_cpu_processes_are_bounded_by_cpus_and_memory(monkeypatch):
     assert run.default_devices("cpu") == 1
     monkeypatch.setattr("fusion.train.memory.available_bytes", lambda: 1 << 40)
     assert run.default_devices("cpu") == 16 and run.default_devices("gpu") == 1
+
+
+def test_several_nodes_without_a_cluster_environment_fail_with_one_line(two_sets, tmp_path, capsys, monkeypatch):
+    for v in ("MASTER_ADDR", "SLURM_JOB_ID", "LSB_JOBID", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(v, raising=False)
+    spec = write_spec(tmp_path / "e.yaml", two_sets)
+    assert rgbt(["experiment", "run", str(spec), "--out", str(tmp_path / "o"), "--num-nodes", "2"]) == 2
+    assert "MASTER_ADDR" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    assert rgbt(["experiment", "run", str(spec), "--out", str(tmp_path / "o"), "--devices", "0"]) == 2

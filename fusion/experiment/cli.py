@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from fusion.errors import RgbtError
@@ -29,6 +30,12 @@ def cmd_experiment(a: argparse.Namespace) -> None:
         devices = a.devices if a.devices is not None else default_devices(accelerator)
         if devices < 1 or a.num_nodes < 1:
             raise RgbtError("--devices and --num-nodes take a positive number of processes")
+        cluster = ("MASTER_ADDR", "SLURM_JOB_ID", "LSB_JOBID", "TORCHELASTIC_RUN_ID")
+        if a.num_nodes > 1 and not any(v in os.environ for v in cluster):
+            raise RgbtError(
+                f"--num-nodes {a.num_nodes}: start the command on every node with MASTER_ADDR, MASTER_PORT and "
+                "NODE_RANK set (or under SLURM or torchrun), and --out on a shared file system"
+            )
         out = a.out or str(Path("runs") / "experiments" / spec.name)
         run_experiment(spec, out, accelerator=accelerator, devices=devices, num_nodes=a.num_nodes)
     elif a.action == "table":
