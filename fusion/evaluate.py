@@ -7,7 +7,6 @@ folders (one method per sub-folder). Fused images pair with the sources by file 
 from __future__ import annotations
 
 import csv
-import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from tqdm import tqdm
 
 from fusion.data import Pair, load_pair
 from fusion.errors import RgbtError, short
-from fusion.io import IMAGE_EXTENSIONS, Norm16, atomic_write_bytes, read_image
+from fusion.io import IMAGE_EXTENSIONS, Norm16, atomic_write_bytes, csv_bytes, read_image
 from fusion.metrics import compute_metrics, higher_is_better, metric_names
 from fusion.metrics.streaming import STREAM_PIXELS, STREAMED, stream_standard
 
@@ -175,11 +174,9 @@ def write_csv(rows: list[Row], path: str | Path, overwrite: bool = False) -> Pat
     path = Path(path)
     if path.exists() and not overwrite:
         raise RgbtError(f"{short(path)} exists; pass --overwrite to replace it or choose another --csv")
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    w.writerows((r.image, r.method, r.metric, repr(r.value), r.convention) for r in rows)
-    atomic_write_bytes(path, buf.getvalue().encode())
+    atomic_write_bytes(
+        path, csv_bytes(CSV_COLUMNS, ((r.image, r.method, r.metric, repr(r.value), r.convention) for r in rows))
+    )
     return path
 
 

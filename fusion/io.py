@@ -11,6 +11,8 @@ target, so an interrupted run never leaves a half-written PNG behind.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import sys
 import tempfile
@@ -272,6 +274,15 @@ def probe_writable(folder: str | Path, what: str) -> None:
             pass
     except OSError as e:
         raise RgbtError(f"{what}: cannot write in {short(base)} ({e.strerror}); choose a writable location") from None
+
+
+def csv_bytes(columns, rows) -> bytes:
+    """A CSV file's bytes: the header ``columns``, then ``rows`` (``\\n`` line ends, for byte-identical reruns)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    w.writerows(rows)
+    return buf.getvalue().encode()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

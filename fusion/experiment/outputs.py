@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 from pathlib import Path
@@ -23,17 +22,9 @@ from fusion.errors import RgbtError, short
 from fusion.experiment.run import CSV_COLUMNS, Work, slug
 from fusion.experiment.spec import Spec
 from fusion.experiment.tables import differences, render
-from fusion.io import atomic_write_bytes
+from fusion.io import atomic_write_bytes, csv_bytes
 
 PUBLISHED_COLUMNS = ("dataset", "method", "metric", "value", "source")
-
-
-def _csv_bytes(columns, rows) -> bytes:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(columns)
-    w.writerows(rows)
-    return buf.getvalue().encode()
 
 
 def write_tables(spec: Spec, rows: list[tuple], published: list[dict], out: Path) -> dict[str, Path]:
@@ -46,7 +37,7 @@ def write_tables(spec: Spec, rows: list[tuple], published: list[dict], out: Path
     diffs = differences(spec, rows, published)
     cols = ("dataset", "method", "metric", "ours", "published", "difference", "same_printed")
     paths["differences.csv"] = out / "differences.csv"
-    atomic_write_bytes(paths["differences.csv"], _csv_bytes(cols, [[d[c] for c in cols] for d in diffs]))
+    atomic_write_bytes(paths["differences.csv"], csv_bytes(cols, [[d[c] for c in cols] for d in diffs]))
     return paths
 
 
@@ -121,9 +112,9 @@ def write_outputs(spec: Spec, work: Work, out: Path) -> dict[str, Path]:
     """Assemble every output from the saved scores (the run's last step)."""
     rows = work.rows()
     paths = {"scores.csv": out / "scores.csv", "published.csv": out / "published.csv"}
-    atomic_write_bytes(paths["scores.csv"], _csv_bytes(CSV_COLUMNS, [[*r[:4], repr(r[4]), r[5]] for r in rows]))
+    atomic_write_bytes(paths["scores.csv"], csv_bytes(CSV_COLUMNS, [[*r[:4], repr(r[4]), r[5]] for r in rows]))
     pub = [[r[c] for c in PUBLISHED_COLUMNS] for r in spec.published]
-    atomic_write_bytes(paths["published.csv"], _csv_bytes(PUBLISHED_COLUMNS, pub))
+    atomic_write_bytes(paths["published.csv"], csv_bytes(PUBLISHED_COLUMNS, pub))
     atomic_write_bytes(out / "experiment.json", json.dumps(spec.to_dict(), indent=1).encode())
     paths |= write_tables(spec, rows, spec.published, out)
     fig = sample_figure(spec, work, out / "samples.png") if spec.samples else None

@@ -65,7 +65,11 @@ def qabf(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype =
 
 
 def _qabf(sx: torch.Tensor, sy: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    num, den = _qabf_sums(sx, sy, dtype)
+    return qabf_of(*_qabf_sums(sx, sy, dtype))
+
+
+def qabf_of(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """Qabf from its numerator and denominator sums; 0 where no source has an edge."""
     return (num / den.clamp_min(1e-300)).where(den > 0, torch.zeros_like(den))
 
 

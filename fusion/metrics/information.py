@@ -23,8 +23,12 @@ def entropy(f: torch.Tensor, floor: bool = False) -> torch.Tensor:
 def _mi(x: torch.Tensor, y: torch.Tensor, log=torch.log2, saturate: bool = False) -> torch.Tensor:
     """H(x) + H(y) - H(x, y) from 256-bin histograms; ``saturate`` merges levels 254 and 255 in the joint."""
     jx, jy = (x.clamp(max=254), y.clamp(max=254)) if saturate else (x, y)
-    hxy = entropy_of(joint_histogram(jx, jy), dims=(1, 2), log=log)
-    return entropy_of(histogram(x), log=log) + entropy_of(histogram(y), log=log) - hxy
+    return mi_of(histogram(x), histogram(y), joint_histogram(jx, jy), log)
+
+
+def mi_of(hx: torch.Tensor, hy: torch.Tensor, hxy: torch.Tensor, log=torch.log2) -> torch.Tensor:
+    """H(x) + H(y) - H(x, y) from histogram counts (B, 256), (B, 256) and the joint (B, 256, 256)."""
+    return entropy_of(hx, log=log) + entropy_of(hy, log=log) - entropy_of(hxy, dims=(1, 2), log=log)
 
 
 def mutual_information(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, variant: str = "standard") -> torch.Tensor:
@@ -59,14 +63,17 @@ def mutual_information(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, varian
 
 def cross_entropy(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """CE (VIFB): mean over the sources of sum p_src log2(p_src / p_F) over bins where both are non-zero."""
-    pf = histogram(_levels(f))
-    pf = pf / pf.sum(1, keepdim=True)
+    return cross_entropy_of(*(histogram(_levels(x)) for x in (f, a, b)))
 
-    def ce(src: torch.Tensor) -> torch.Tensor:
-        ps = histogram(_levels(src))
-        ps = ps / ps.sum(1, keepdim=True)
+
+def cross_entropy_of(hf: torch.Tensor, ha: torch.Tensor, hb: torch.Tensor) -> torch.Tensor:
+    """CE from the histogram counts (B, 256) of F, A and B."""
+    pf = hf / hf.sum(1, keepdim=True)
+
+    def ce(hs: torch.Tensor) -> torch.Tensor:
+        ps = hs / hs.sum(1, keepdim=True)
         both = (ps > 0) & (pf > 0)
         one = torch.ones_like(ps)
         return (ps * torch.log2(ps.where(both, one) / pf.where(both, one))).where(both, torch.zeros_like(ps)).sum(1)
 
-    return 0.5 * (ce(a) + ce(b))
+    return 0.5 * (ce(ha) + ce(hb))

@@ -77,6 +77,12 @@ def qcb_dog(r: torch.Tensor) -> torch.Tensor:
     return torch.exp(-((r / f0) ** 2)) - amp * torch.exp(-((r / f1) ** 2))
 
 
+def qcb_gaussians(device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 1-D factors (31,) of Chen-Blum's two unnormalised Gaussians, sigma 2 and 4 (float64)."""
+    x = torch.arange(-15, 16, dtype=torch.float64, device=device)
+    return tuple(torch.exp(-(x**2) / (2 * sg * sg)) / math.sqrt(2 * math.pi * sg * sg) for sg in (2.0, 4.0))
+
+
 def qcb_quality(g2: torch.Tensor, g4: torch.Tensor) -> torch.Tensor:
     """Qcb's quality map (B, 1, h, w) from the Gaussian-filtered (sigma 2 and 4) DoG responses (B, 3, h, w) of A,
     B and F: the contrast |g2 / g4 - 1| through the response c^3 / (c^2 + z), preserved as in Chen-Blum."""
@@ -99,10 +105,8 @@ def _qcb_filters(h: int, w: int, dtype: torch.dtype, device: torch.device) -> tu
     'same')`` with zero padding; and (H, W)."""
     sd = qcb_dog_response(h, w, device)
     hp, wp = (_fast_even_len(max(n + 15, 31)) for n in (h, w))  # also holds the window
-    x = torch.arange(-15, 16, dtype=torch.float64, device=device)
     kernels = torch.zeros(2, hp, wp, dtype=torch.float64, device=device)
-    for i, sg in enumerate((2.0, 4.0)):
-        g = torch.exp(-(x**2) / (2 * sg * sg)) / math.sqrt(2 * math.pi * sg * sg)
+    for i, g in enumerate(qcb_gaussians(device)):
         kernels[i, :31, :31] = g[:, None] * g[None, :]
     kernels = torch.roll(kernels, (-15, -15), (1, 2))  # centre the window on the origin
     return sd.to(dtype), torch.fft.rfft2(kernels.to(dtype)), (hp, wp)
@@ -122,7 +126,7 @@ def qcb(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype = 
     x = _normalize255(torch.cat([a, b, f], 1)).to(dtype)
     y = torch.fft.irfft2(torch.fft.rfft2(x) * sd, s=(h, w))
     yg = torch.fft.irfft2(torch.fft.rfft2(y, s=padded).unsqueeze(2) * gauss, s=padded)[..., :h, :w]
-    q = qcb_quality(yg[:, :, 0], yg[:, :, 1])  # (B, 3, h, w) each
+    q = qcb_quality(yg[:, :, 0], yg[:, :, 1])  # from (B, 3, h, w) each: (B, 1, h, w)
     return q.flatten(1).mean(1, dtype=torch.float64)
 
 
@@ -259,7 +263,6 @@ def mef_ssim_and_ssim(
 def _mef_ssim(
     f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype, ssim: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    weights = torch.tensor([0.0448, 0.2856, 0.3001], dtype=torch.float64)
     qs, s = [], None
     if ssim and min(f.shape[-2:]) < 11:  # SSIM's window shrinks to fit; MEF-SSIM has no scale here
         s = sum(structural.ssim_pair(f, a, b, "wang", dtype)) / 2
@@ -278,7 +281,12 @@ def _mef_ssim(
             a, b, f = abf[:, 0:1], abf[:, 1:2], abf[:, 2:3]
     if not qs:
         return torch.ones(f.shape[0], dtype=torch.float64, device=f.device), s
-    w = weights[: len(qs)].to(f.device)
+    return mef_combine(torch.stack(qs, 1)), s
+
+
+def mef_combine(q: torch.Tensor) -> torch.Tensor:
+    """MEF-SSIM from the per-scale means (B, S), S <= 3: their weighted geometric mean, the weights
+    (0.0448, 0.2856, 0.3001) cut to S scales and renormalised."""
+    w = torch.tensor([0.0448, 0.2856, 0.3001], dtype=torch.float64, device=q.device)[: q.shape[1]]
     w = w / w.sum()
-    q = torch.stack(qs, 1)
-    return torch.exp((w * torch.log(q.clamp_min(1e-300))).sum(1)), s
+    return torch.exp((w * torch.log(q.clamp_min(1e-300))).sum(1))

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from fusion.io import rgb_to_grey
-from fusion.metrics import gradient, perceptual, structural
+from fusion.metrics import gradient, information, perceptual, structural
 from fusion.metrics._kernels import (
     entropy_of,
     filter_valid,
@@ -308,8 +308,7 @@ def _qcb(norm: torch.Tensor, bounds: list[tuple[int, int]], h: int, w: int) -> t
 
         plane = norm[0, j].numpy()
         _filter_strips(lambda t, b: plane[t:b], perceptual.qcb_dog, w / 30, h / 30, (h, w), bounds, keep, np.float32)  # noqa: B023
-    x = torch.arange(-15, 16, dtype=torch.float64)
-    gs = [torch.exp(-(x**2) / (2 * sg * sg)) / math.sqrt(2 * math.pi * sg * sg) for sg in (2.0, 4.0)]
+    gs = perceptual.qcb_gaussians()
     total = torch.zeros((), dtype=torch.float64)
     for t, b in bounds:
         ys = F.pad(y[..., max(0, t - 15) : b + 15, :], (15, 15, max(0, 15 - t), max(0, b + 15 - h)))
@@ -349,18 +348,9 @@ def stream_standard(
     if want & {"EN", "CE", "MI"}:
         hf, ha, hb = (s["hist_" + k] for k in "fab")
         out["EN"] = entropy_of(hf)
-        pf = hf / hf.sum(1, keepdim=True)
-
-        def ce(hs: torch.Tensor) -> torch.Tensor:
-            ps = hs / hs.sum(1, keepdim=True)
-            both = (ps > 0) & (pf > 0)
-            one = torch.ones_like(ps)
-            return (ps * torch.log2(ps.where(both, one) / pf.where(both, one))).where(both, 0.0).sum(1)
-
-        out["CE"] = 0.5 * (ce(ha) + ce(hb))
+        out["CE"] = information.cross_entropy_of(hf, ha, hb)
         if "MI" in want:
-            hxy = [entropy_of(s[k], dims=(1, 2)) for k in ("joint_af", "joint_bf")]
-            out["MI"] = entropy_of(ha) + entropy_of(hf) - hxy[0] + entropy_of(hb) + entropy_of(hf) - hxy[1]
+            out["MI"] = information.mi_of(ha, hf, s["joint_af"]) + information.mi_of(hb, hf, s["joint_bf"])
     if want & {"PSNR", "MSE", "RMSE"}:
         ea, eb = s["se_a"] / n, s["se_b"] / n
         out["MSE"] = 0.5 * (ea + eb)
@@ -375,16 +365,14 @@ def stream_standard(
     if "EI" in want:
         out["EI"] = s["ei"] / n
     if "Qabf" in want:
-        num, den = s["qabf_num"], s["qabf_den"]
-        out["Qabf"] = (num / den.clamp_min(1e-300)).where(den > 0, torch.zeros_like(den))
+        out["Qabf"] = gradient.qabf_of(s["qabf_num"], s["qabf_den"])
     if "Nabf" in want:
         out["Nabf"] = s["nabf_num"] / s["nabf_den"]
     if want & {"SD", "CC", "SCD", "SSIM", "MEF_SSIM", "VIF"}:
         m = _pass_windows(p, want, bounds, s)
 
         def corr(xy: str, xx: str, yy: str) -> torch.Tensor:
-            den = torch.sqrt(m[xx] * m[yy])
-            return (m[xy] / den.clamp_min(1e-300)).where(den > 0, torch.zeros_like(den))
+            return structural.corr_of(m[xy], m[xx], m[yy])
 
         out["SD"] = torch.sqrt(m["ff"] / n)
         out["CC"] = 0.5 * (corr("fa", "ff", "aa") + corr("fb", "ff", "bb"))
@@ -394,9 +382,7 @@ def stream_standard(
             out["SSIM"] = m["ssim"] / m["mef_n0"]
         if "MEF_SSIM" in want:
             qs = [m[f"mef_q{k}"] / m[f"mef_n{k}"] for k in range(3) if f"mef_q{k}" in m]
-            w = torch.tensor([0.0448, 0.2856, 0.3001], dtype=torch.float64)[: len(qs)]
-            w = w / w.sum()
-            out["MEF_SSIM"] = torch.exp((w * torch.log(torch.stack(qs).clamp_min(1e-300))).sum()) if qs else 1.0
+            out["MEF_SSIM"] = perceptual.mef_combine(torch.stack(qs)[None]) if qs else 1.0
         if "VIF" in want:
             v = m["vif"][0, 0] / m["vif"][0, 1] if "vif" in m else torch.full((2,), float("nan"))
             out["VIF"] = torch.nan_to_num(v, nan=1.0).sum()

@@ -191,9 +191,13 @@ def _corr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Pearson correlation per image; 0 where either image is flat."""
     xc = x - x.mean(dim=(1, 2, 3), keepdim=True)
     yc = y - y.mean(dim=(1, 2, 3), keepdim=True)
-    num = (xc * yc).flatten(1).sum(1)
-    den = torch.sqrt((xc * xc).flatten(1).sum(1) * (yc * yc).flatten(1).sum(1))
-    return (num / den.clamp_min(1e-300)).where(den > 0, torch.zeros_like(den))
+    return corr_of((xc * yc).flatten(1).sum(1), (xc * xc).flatten(1).sum(1), (yc * yc).flatten(1).sum(1))
+
+
+def corr_of(sxy: torch.Tensor, sxx: torch.Tensor, syy: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation from the centred sums of x*y, x*x and y*y; 0 where either is flat."""
+    den = torch.sqrt(sxx * syy)
+    return (sxy / den.clamp_min(1e-300)).where(den > 0, torch.zeros_like(den))
 
 
 def correlation(f: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
