@@ -52,8 +52,8 @@ def entries(spec: Spec, dataset: str, rows: list[tuple], published: list[dict]) 
         out.append(e)
         if e.method in pub:  # beside ours, not ranked twice
             p = pub[e.method]
-            out.append(Entry(e.method, True, p, diff={k: e.mean[k] - v for k, v in p.items() if k in e.mean}))
-            out[-1].ranked = False
+            diff = {k: e.mean[k] - v for k, v in p.items() if k in e.mean}
+            out.append(Entry(e.method, True, p, diff=diff, ranked=False))
     out += [Entry(m, True, p) for m, p in pub.items() if m not in acc]
     _rank(spec, out)
     return out
