@@ -1,19 +1,21 @@
-"""Automatic IR-to-RGB registration: a global search, ECC refinement, and a confidence that can say no.
+"""Automatic IR-to-RGB registration: a global search, block matching, ECC, and a confidence that can say no.
 
-Infrared and visible intensities are not comparable, their edges are, so everything here works on
-gradient-magnitude maps (:func:`calibration.align.gradient_magnitude`):
+Infrared and visible intensities are not comparable, their edges are, so everything here works on structure maps
+(:func:`structure`: gradient magnitude saturated at its 90th percentile, zero-mean):
 
 1. **Scale prior.** The source is first mapped onto the target frame by the ratio of the image sizes (a thermal
    640x512 image onto a 1280x1024 RGB grid starts at scale 2), or by an earlier registration (``init``).
 2. **Global search** at a working resolution of about 192 px: for each rotation (default ±20°, 2.5° steps) and
-   scale (0.70-1.43 around the prior, 13 log steps), phase correlation of the gradient maps gives the translation
-   and the normalised cross-correlation (NCC) of the overlap scores the candidate.
-3. **Refinement** of the best distinct candidates by ECC on gradient magnitude, coarse to fine: a similarity
-   first, then the requested model. The candidate with the highest full-resolution NCC wins.
-4. **Confidence** (recorded in ``info["confidence"]``): the NCC reached, its gain over the start, whether another
-   candidate reached nearly the same score somewhere else (ambiguity), and whether the solution of the coarse
-   levels agrees with the final one (stability). :func:`assess` turns them into a verdict; the command line
-   exits with code 3 and writes nothing when it fails.
+   scale (0.70-1.43 around the prior, 13 log steps), every translation up to a quarter of the frame is scored by
+   the correlation of the high-passed maps over the whole target frame (:func:`frame_ncc`, ``cv2.matchTemplate``).
+3. **Block matching** (:mod:`calibration.blockmatch`) from the start and the best distinct candidates: blocks of
+   the target found in the warped source give control points; the model, or a simpler one when the points do not
+   support its extra terms, is fitted to them robustly, at about 320, 640 and 960 px. ECC on the whole frame then
+   polishes the fit. The candidate with the highest frame correlation wins.
+4. **Confidence** (recorded in ``info["confidence"]``): how many blocks, and what share, agree on the fit, how
+   much of the frame they span, how far they sit from it, and whether another start ended elsewhere with nearly
+   the same score. :func:`assess` turns them into a verdict; the command line exits with code 3 and writes nothing
+   when it fails.
 """
 
 from __future__ import annotations
@@ -24,39 +26,49 @@ import cv2
 import numpy as np
 
 from calibration.align import corner_shift, gradient_magnitude, refine_ecc
+from calibration.blockmatch import refine_blocks
 from calibration.registration import Registration
 
 SEARCH_SIDE = 192
 ROTATIONS = tuple(np.arange(-20.0, 20.01, 2.5))
 SCALES = tuple(np.exp(np.arange(-6, 7) * 0.06))  # 0.70-1.43, 1 included
-TOP = 4  # distinct candidates refined by ECC
-MIN_SCORE = 0.08  # below this gradient NCC, an alignment is not recognisable (see scripts/bench_registration.py)
-MAX_UNSTABLE = 0.02  # coarse and fine solutions may differ by this share of the target's diagonal at the corners
-EXTRA_TERMS_GAIN = 0.005  # frame-NCC an affine or homography must add to its similarity to be kept
-MARGIN = 0.03  # frame-NCC by which another start must beat the start's own refinement
-AMBIGUITY = 0.97  # another solution within 3 % of the best score, more than 4 px away, is a tie
-MIN_COVERAGE = 0.06  # share of an image with edges of at least 10 % of its strongest: night images fall below
+TOP = 4  # distinct candidates refined by block matching
+SHIFT = 0.25  # translations searched: up to this share of the image's long side
+HP_SIGMA = 2.0  # px at the working scale: what the high-pass keeps (edge positions, not the density of texture)
+AMBIGUITY = 0.97  # another solution within 3 % of the best score, more than 1 % of the long side away, is a tie
+MIN_INLIERS = 14  # blocks that must agree with the fitted model
+MIN_SHARE = 0.2  # ... and their share of the blocks with structure
+MIN_EXTENT = 0.15  # share of the frame the agreeing blocks must span
+MAX_RESIDUAL = 0.005  # RMS distance of the agreeing blocks from the model, as a share of the long side
 
 
-def edges(img: np.ndarray) -> np.ndarray:
-    """Gradient magnitude, without the edges of padding: where a warp or a crop left exact zeros along the image
-    border (SuperFusion's warped sets, rectified images), the step into the padding is no edge of the scene."""
+def structure(img: np.ndarray) -> np.ndarray:
+    """The map both modalities are compared on.
+
+    Gradient magnitude, saturated at the 90th percentile (``g / sqrt(g^2 + p90^2)``): infrared and visible agree on
+    where edges are, not on their contrast, and without the saturation a few lamps at night or a hot engine would
+    outweigh the rest of the scene. The map is zero-mean and of unit RMS over the image, so that 0 stands for
+    "no information": the padding of a warped or rectified image (exact zeros connected to the border, whose
+    step is no edge of the scene) and, after warping, whatever the source does not cover.
+    """
     g = gradient_magnitude(img)
+    e = max(float(np.percentile(g, 90)), 1e-6)
+    s = g / np.sqrt(g * g + e * e)
     grey = img if img.ndim == 2 else img.max(axis=2)
+    valid = np.ones(s.shape, bool)
     zero = (grey == 0).astype(np.uint8)
     if zero.any():
         n, labels = cv2.connectedComponents(zero, connectivity=4)
         border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
         pad = np.isin(labels, border[border > 0])
         if pad.any():
-            g[cv2.dilate(pad.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0] = 0
-    return g
-
-
-def coverage(g: np.ndarray) -> float:
-    """Share of a gradient-magnitude map (unit maximum) with edges of at least 10 % of the strongest. A night image
-    whose structure is a few lamps scores a few per cent; daylight scenes 10-30 %."""
-    return float((g > 0.1).mean())
+            valid = cv2.dilate(pad.astype(np.uint8), np.ones((7, 7), np.uint8)) == 0
+    if not valid.any():
+        return np.zeros_like(s)
+    s -= s[valid].mean()
+    s /= max(float(s[valid].std()), 1e-6)
+    s[~valid] = 0
+    return s
 
 
 def prior(source_size: tuple[int, int], target_size: tuple[int, int]) -> np.ndarray:
@@ -72,40 +84,69 @@ def _about_centre(theta_deg: float, scale: float, cx: float, cy: float) -> np.nd
 
 
 def frame_ncc(warped: np.ndarray, target: np.ndarray) -> float:
-    """NCC of a warped source gradient map (zero where the source does not reach) and the target's, over the whole
-    target frame: target edges the source does not cover count against a fit, so that a warp cannot score by
-    shrinking the overlap to a few well-matching edges."""
-    x, y = warped - warped.mean(), target - target.mean()
-    return float((x * y).sum() / max(math.sqrt((x * x).sum() * (y * y).sum()), 1e-12))
+    """Correlation of a warped source map with the target's over the whole target frame.
+
+    Both are :func:`structure` maps (zero mean, 0 where the source does not reach). The source is normalised by
+    its RMS where it lands and the frame's size, as if it covered the whole frame: target edges the source leaves
+    uncovered count against a fit, so that no warp scores by shrinking the overlap to a few well-matching edges.
+    For full coverage this is the plain normalised cross-correlation.
+    """
+    x, y = warped, target - target.mean()
+    on = x != 0
+    rms = math.sqrt(float((x[on] ** 2).mean())) if on.any() else 0.0
+    return float((x * y).sum() / max(rms * math.sqrt(y.size * float((y * y).sum())), 1e-12))
 
 
 def search(source: np.ndarray, target: np.ndarray, start: np.ndarray) -> list[tuple[float, np.ndarray]]:
     """Candidates ``(ncc, H)``, best first, from rotations x scales about the target centre after ``start``
-    (a source -> target 3x3), each with its phase-correlation translation."""
+    (a source -> target 3x3), each at the translation that maximises :func:`frame_ncc`.
+
+    Every translation up to :data:`SHIFT` of the working frame is scored exactly: the source's structure map is
+    warped onto a canvas that pads the target frame by that much on every side, and normalised cross-correlation
+    of each frame-sized window with the target map (``cv2.matchTemplate``, FFT inside) is the frame NCC of that
+    shift, the source being zero where it does not reach."""
     th, tw = target.shape[:2]
     k = SEARCH_SIDE / max(tw, th)
     K = np.diag([k, k, 1.0])
     size = (max(8, round(tw * k)), max(8, round(th * k)))
-    gt = cv2.resize(edges(target), size, interpolation=cv2.INTER_AREA)
-    # The source's gradients at about the working scale first (area averaging), then the small residual warps.
+    gt = _highpass(cv2.resize(target, size, interpolation=cv2.INTER_AREA))
+    gt -= gt.mean()
+    # The source's map at about the working scale first (area averaging), then the small residual warps.
     s0 = k * math.sqrt(abs(np.linalg.det(start[:2, :2])))
-    pre = cv2.resize(edges(source), None, fx=s0, fy=s0, interpolation=cv2.INTER_AREA)
+    pre = cv2.resize(source, None, fx=s0, fy=s0, interpolation=cv2.INTER_AREA)
+    rms = math.sqrt(float((pre[pre != 0] ** 2).mean())) if pre.any() else 1.0
+    norm = max(rms * math.sqrt(gt.size * float((gt * gt).sum())), 1e-12)
     Pre = np.diag([pre.shape[1] / source.shape[1], pre.shape[0] / source.shape[0], 1.0])
     base = K @ start @ np.linalg.inv(Pre)  # pre-scaled source -> working target grid
-    win = cv2.createHanningWindow(size, cv2.CV_32F)
+    pad = round(SHIFT * max(size))
+    canvas = (size[0] + 2 * pad, size[1] + 2 * pad)
+    Pad = np.array([[1, 0, pad], [0, 1, pad], [0, 0, 1.0]])
     cx, cy = (size[0] - 1) / 2, (size[1] - 1) / 2
     out = []
     for theta in ROTATIONS:
         for s in SCALES:
             M = _about_centre(theta, s, cx, cy) @ base
-            w = cv2.warpPerspective(pre, M, size, flags=cv2.INTER_LINEAR)
-            (dx, dy), _ = cv2.phaseCorrelate(w, gt, win)
+            w = _highpass(cv2.warpPerspective(pre, Pad @ M, canvas, flags=cv2.INTER_LINEAR))
+            r = cv2.matchTemplate(w, gt, cv2.TM_CCORR) / norm  # (2 pad + 1)^2: r[y, x] is the shift (pad-x, pad-y)
+            y, x = np.unravel_index(int(r.argmax()), r.shape)
+            dx, dy = pad - x - _vertex(r[y, x - 1 : x + 2]), pad - y - _vertex(r[y - 1 : y + 2, x])
             M = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1.0]]) @ M
-            w = cv2.warpPerspective(pre, M, size, flags=cv2.INTER_LINEAR)
             H = np.linalg.inv(K) @ M @ Pre  # source -> target at full resolution
-            out.append((frame_ncc(w, gt), H))
+            out.append((float(r[y, x]), H))
     out.sort(key=lambda c: -c[0])
     return out
+
+
+def _highpass(m: np.ndarray) -> np.ndarray:
+    return m - cv2.GaussianBlur(m, (0, 0), HP_SIGMA)
+
+
+def _vertex(v: np.ndarray) -> float:
+    """Sub-sample offset of the peak of three samples (a parabola through them); 0 at an edge of the map."""
+    if len(v) != 3:
+        return 0.0
+    d = v[0] - 2 * v[1] + v[2]
+    return float(np.clip(0.5 * (v[0] - v[2]) / d, -0.5, 0.5)) if d < 0 else 0.0
 
 
 def _distinct(cands: list[tuple[float, np.ndarray]], size: tuple[int, int], n: int, px: float) -> list:
@@ -119,12 +160,23 @@ def _distinct(cands: list[tuple[float, np.ndarray]], size: tuple[int, int], n: i
     return keep
 
 
+def _scorer(gs: np.ndarray, gt: np.ndarray, scale: float):
+    """H -> :func:`frame_ncc` of the high-passed structure maps, compared at ``scale`` times the target's size."""
+    th, tw = gt.shape[:2]
+    S = np.array([[scale, 0, 0.5 * scale - 0.5], [0, scale, 0.5 * scale - 0.5], [0, 0, 1.0]])
+    size = (max(16, round(tw * scale)), max(16, round(th * scale)))
+    sigma = 0.5 / scale if scale < 1 else 0.0
+    src = cv2.GaussianBlur(gs, (0, 0), sigma) if sigma else gs
+    t = _highpass(cv2.warpPerspective(cv2.GaussianBlur(gt, (0, 0), sigma) if sigma else gt, S, size))
+
+    def score(H: np.ndarray) -> float:
+        return frame_ncc(_highpass(cv2.warpPerspective(src, S @ H, size, flags=cv2.INTER_LINEAR)), t)
+
+    return score
+
+
 def auto_register(
-    source: np.ndarray,
-    target: np.ndarray,
-    model: str = "affine",
-    init: Registration | None = None,
-    levels: int | None = None,
+    source: np.ndarray, target: np.ndarray, model: str = "affine", init: Registration | None = None
 ) -> Registration:
     """Register ``source`` (IR) onto ``target`` (RGB) without control points; see the module docstring.
 
@@ -132,19 +184,12 @@ def auto_register(
         source, target: images (grey or BGR, any dtype); their sizes may differ.
         model: translation, similarity, affine or homography.
         init: an earlier registration of this rig to start from (default: the size prior).
-        levels: pyramid levels of the ECC refinement (default: halving while the short side stays >= 100 px, at
-            most 3; the search already starts it close).
 
     Returns:
         The registration, with ``info["confidence"]`` (see :func:`assess`) and ``info["refinement"]``.
     """
     sh, sw = source.shape[:2]
     th, tw = target.shape[:2]
-    levels = levels or max(1, min(3, int(math.log2(max(min(th, tw), 100) / 100)) + 1))
-    # the finest level used: full resolution up to a short side of 960 px (noise, not edges, decides beyond)
-    f0 = 0
-    while min(th, tw) / 2 ** (f0 + 1) >= 480 and f0 + 1 < levels:
-        f0 += 1
     start = init.H if init is not None else prior((sw, sh), (tw, th))
     k = math.sqrt(abs(np.linalg.det(start[:2, :2])))
     if abs(math.log(k)) > math.log(1.25):  # another resolution: resample the source to the target's scale first
@@ -152,96 +197,102 @@ def auto_register(
         U = np.array([[small.shape[1] / sw, 0, 0], [0, small.shape[0] / sh, 0], [0, 0, 1.0]])
         U[:2, 2] = (np.diag(U)[:2] - 1) / 2  # pixel centres: x' = (x + 0.5) f - 0.5
         init2 = Registration(start @ np.linalg.inv(U), model, small.shape[1::-1], (tw, th))
-        reg = auto_register(small, target, model, init2, levels)
+        reg = auto_register(small, target, model, init2)
         out = Registration(reg.H @ U, model, (sw, sh), (tw, th), info=reg.info)
         out.info["resampled_source"] = f"{sw}x{sh} -> {small.shape[1]}x{small.shape[0]} (the target's scale)"
         return out
-    start_reg = Registration(start, model, (sw, sh), (tw, th))
-    gs, gt = g = edges(source), edges(target)
-
-    def full_ncc(reg: Registration) -> float:
-        return frame_ncc(cv2.warpPerspective(gs, reg.H, (tw, th), flags=cv2.INTER_LINEAR), gt)
-
-    start_score = full_ncc(start_reg)
+    gs, gt = structure(source), structure(target)
+    long = max(tw, th)
+    # block matching at about 320, 640 and 960 px: coarse passes reach far, the fine one is precise
+    passes = [(min(1.0, side / long), radius) for side, radius in ((320, 10), (640, 6), (960, 4))]
+    passes = [p for i, p in enumerate(passes) if i == 0 or p[0] > passes[i - 1][0]]
+    score = _scorer(gs, gt, min(1.0, 480 / long))
+    f0 = 0  # ECC's finest pyramid level: full resolution up to a short side of 960 px (noise, not edges, beyond)
+    while min(th, tw) / 2 ** (f0 + 1) >= 480:
+        f0 += 1
+    start_score = score(start)
     # the start itself competes too: an aligned pair must be able to stay where it is
-    cands = _distinct([(start_score, start), *search(source, target, start)], (sw, sh), TOP, px=0.04 * max(tw, th))
-    diag = math.hypot(tw, th)
+    cands = _distinct([(start_score, start), *search(gs, gt, start)], (sw, sh), TOP, px=0.04 * long)
     results = []
-    for i, (ncc0, H) in enumerate(cands):
-        reg = Registration(H, model, (sw, sh), (tw, th))
-        if i == 0 and model != "translation":  # the start has no search translation: ECC finds one first
-            reg = refine_ecc(
-                reg, source, target, model="translation", max_shift=0.1 * diag, levels=levels, finest=f0, gradients=g
-            )
-            reg = Registration(reg.H, model, (sw, sh), (tw, th), info=reg.info)
-        if model in ("affine", "homography"):  # rotation, scale and shift settle first, then the model's extra terms
-            sim = refine_ecc(
-                reg, source, target, model="similarity", max_shift=0.1 * diag, levels=levels, finest=f0, gradients=g
-            )
-            reg = Registration(sim.H, model, (sw, sh), (tw, th), info=sim.info)
-        # the model coarse to fine, stopping one level short, then the finest level: how far the finest level moves
-        # the solution tells whether the levels agree
-        coarse = refine_ecc(
-            reg, source, target, model=model, max_shift=0.1 * diag, levels=levels, finest=f0 + 1, gradients=g
-        )
-        fine = refine_ecc(
-            coarse, source, target, model=model, max_shift=0.1 * diag, levels=f0 + 1, finest=f0, gradients=g
-        )
-        s_fine = full_ncc(fine)
-        if model in ("affine", "homography") and s_fine < full_ncc(reg) + EXTRA_TERMS_GAIN:
-            # shear and anisotropic scale are weakly constrained across modalities: keep them only when they pay
-            fine, coarse, s_fine = reg, reg, full_ncc(reg)
-        results.append((s_fine, fine, corner_shift(coarse, fine), ncc0))
-    # The start's own refinement (first in ``cands``) keeps its place unless another start clearly beats it: a
-    # pair that is already aligned stays where it is, and a tie between far-apart solutions goes to the prior.
-    results = results[:1] + sorted(results[1:], key=lambda r: -r[0])
-    if len(results) > 1 and results[1][0] > results[0][0] + MARGIN:
-        results = [results[1], results[0], *results[2:]]
-    best, reg, unstable, _ = results[0]
-    rivals = [corner_shift(reg, r[1]) for r in results[1:] if r[0] >= AMBIGUITY * best]
-    reg = Registration(reg.H, model, (sw, sh), (tw, th), info=dict(reg.info))
+    for _, H in cands:
+        fit = refine_blocks(gs, gt, H, model, passes)
+        if fit is not None:
+            # then ECC on the whole frame, which uses every pixel rather than the blocks' peaks: more precise, and
+            # kept only if it stays within 1 % of the long side of the blocks' fit and raises the correlation
+            reg = Registration(fit.H, model, (sw, sh), (tw, th))
+            fit.H = refine_ecc(reg, source, target, model, 0.01 * long, f0 + 2, f0, gradients=(gs, gt)).H
+            results.append((score(fit.H), fit))
+    if not results:
+        reg = Registration(start, model, (sw, sh), (tw, th))
+        reg.info["confidence"] = assess(0.0, start_score, 0, 0, 0.0, 0.0, long)
+        return reg
+    results.sort(key=lambda r: -r[0])
+    best, fit = results[0]
+    reg = Registration(fit.H, model, (sw, sh), (tw, th))
+    rivals = [corner_shift(reg, Registration(r[1].H, model, (sw, sh), (tw, th))) for r in results[1:]]
+    rivals = [d for d, r in zip(rivals, results[1:], strict=True) if r[0] >= AMBIGUITY * best]
     reg.info["refinement"] = (
-        f"global search ({len(ROTATIONS)} rotations x {len(SCALES)} scales, phase correlation), ECC {model} on "
-        f"gradient magnitude from the {len(cands)} best starts"
+        f"global search ({len(ROTATIONS)} rotations x {len(SCALES)} scales x translations), then {model} fitted "
+        f"to matched blocks of the structure maps from the {len(cands)} best starts"
     )
+    inl = fit.inliers
+    extent = _extent(fit.dst[inl], (tw, th))
     reg.info["confidence"] = assess(
-        best, start_score, unstable, max(rivals, default=0.0), diag, min(coverage(gs), coverage(gt))
+        best, start_score, int(inl.sum()), fit.blocks, fit.residual_px, max(rivals, default=0.0), long, extent
     )
     return reg
 
 
+def _extent(pts: np.ndarray, size: tuple[int, int]) -> float:
+    """Share of the frame's area that the convex hull of the control points covers."""
+    if len(pts) < 3:
+        return 0.0
+    return float(cv2.contourArea(cv2.convexHull(pts.astype(np.float32)))) / (size[0] * size[1])
+
+
 def assess(
-    ncc: float, start_ncc: float, unstable_px: float, rival_px: float, diag: float, structure: float = 1.0
+    ncc: float,
+    start_ncc: float,
+    inliers: int,
+    blocks: int,
+    residual_px: float,
+    rival_px: float,
+    long_side: float,
+    extent: float = 1.0,
 ) -> dict:
     """The confidence record of a fit: the figures and a verdict.
 
-    ``ok`` is false when either image has too little structure (:func:`coverage` below :data:`MIN_COVERAGE`: the
-    gradient NCC of night images peaks away from the true alignment), when the gradient NCC reached is below
-    :data:`MIN_SCORE` (no recognisable alignment), when
-    another solution more than 4 px away scores within 3 % of it (ambiguous), or when the coarse levels' solution
-    and the final one differ at the corners by more than :data:`MAX_UNSTABLE` of the target's diagonal ``diag``
-    (unstable).
+    ``ok`` is false when fewer than :data:`MIN_INLIERS` blocks agree with the fitted model, or under
+    :data:`MIN_SHARE` of the blocks with structure (the images do not show the same scene, or too little of it:
+    night images whose only structure is a few lamps); when those blocks span under :data:`MIN_EXTENT` of the
+    frame (the corners are extrapolated); when they sit further than :data:`MAX_RESIDUAL` of the long side from
+    the model (RMS); or when another start ends at a solution more than 1 % of the long side away, scoring within 3 %
+    (ambiguous).
     """
     reasons = []
-    if structure < MIN_COVERAGE:
+    share = inliers / max(blocks, 1)
+    if inliers < MIN_INLIERS or share < MIN_SHARE:
         reasons.append(
-            f"only {structure:.0%} of an image has edges (a night or dark image?): register a daylight pair of the "
-            "same rig and apply it"
+            f"only {inliers} of {blocks} image blocks agree on one transform (a night or dark image, or "
+            "different scenes?): register a daylight pair of the same rig and apply it"
         )
-    if ncc < MIN_SCORE:
-        reasons.append(f"gradient NCC {ncc:.3f} < {MIN_SCORE}")
-    if rival_px > 4.0:
+    elif extent < MIN_EXTENT:
+        reasons.append(f"the blocks that agree cover only {extent:.0%} of the frame")
+    if inliers >= MIN_INLIERS and residual_px > MAX_RESIDUAL * long_side:
+        reasons.append(f"blocks sit {residual_px:.1f} px from the fitted model on average")
+    if rival_px > 0.01 * long_side:
         reasons.append(f"another solution {rival_px:.0f} px away scores within {100 * (1 - AMBIGUITY):.0f} %")
-    if unstable_px > MAX_UNSTABLE * diag:
-        reasons.append(f"coarse and fine levels disagree by {unstable_px:.1f} px")
-    value = max(0.0, min(1.0, (ncc - MIN_SCORE) / 0.2)) * (0.0 if reasons else 1.0)
+    value = min(1.0, share) * max(0.0, min(1.0, 1.5 - residual_px / (2 * MAX_RESIDUAL * long_side)))
+    value *= 0.0 if reasons else 1.0
     return {
         "ok": not reasons,
         "value": round(value, 3),
-        "gradient_ncc": round(ncc, 4),
+        "structure_ncc": round(ncc, 4),
         "gain_over_start": round(ncc - start_ncc, 4),
-        "coarse_fine_disagreement_px": round(unstable_px, 2),
+        "blocks_agreeing": inliers,
+        "blocks_with_structure": blocks,
+        "block_extent": round(extent, 3),
+        "block_residual_px": round(residual_px, 3),
         "rival_solution_px": round(rival_px, 2),
-        "structure_coverage": round(structure, 4),
         "reasons": reasons,
     }

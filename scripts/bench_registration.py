@@ -132,10 +132,10 @@ def run_levels(root: Path, n: int, seed: int, sets: list[str]) -> dict:
                     if VERBOSE and m == "ours":
                         c = LAST
                         print(
-                            f"  {ds} {pairs[i].name} {name}: consistency {cons:.1f} px, truth {truth:.1f} px, ncc "
-                            f"{c['gradient_ncc']:.3f}, gain {c['gain_over_start']:+.3f}, coarse/fine "
-                            f"{c['coarse_fine_disagreement_px']:.1f} px, rival {c['rival_solution_px']:.0f} px, "
-                            f"{'ok' if c['ok'] else 'REPORTED'}",
+                            f"  {ds} {pairs[i].name} {name}: consistency {cons:.1f} px, truth {truth:.1f} px, "
+                            f"blocks {c['blocks_agreeing']}/{c['blocks_with_structure']}, residual "
+                            f"{c['block_residual_px']:.1f} px, extent {c['block_extent']:.2f}, rival "
+                            f"{c['rival_solution_px']:.0f} px, {'ok' if c['ok'] else 'REPORTED ' + str(c['reasons'])}",
                             file=sys.stderr,
                         )
             if VERBOSE:
@@ -146,7 +146,7 @@ def run_levels(root: Path, n: int, seed: int, sets: list[str]) -> dict:
 
 def table(res: dict) -> str:
     lines = [
-        "| case | method | n | median px | p90 px | > tol | reported failures | silent failures | "
+        "| case | method | n | median px | p90 px | failed | reported failures | silent failures | "
         "vs known warp: median px | target |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -160,10 +160,9 @@ def table(res: dict) -> str:
             truth = np.array([r[1] for r in rows])
             reported = sum(r[2] for r in rows)
             silent = sum((not r[2]) and r[0] > tol for r in rows)
-            bad = (cons > tol).mean()
-            goal = f"<= {tol:g} px in {share:.0%}" + (
-                (" ✓" if (cons <= tol).mean() >= share else " ✗") if m == "ours" else ""
-            )
+            good = np.array([(not r[2]) and r[0] <= tol for r in rows])  # a reported failure is no success
+            bad = 1 - good.mean()
+            goal = f"<= {tol:g} px in {share:.0%}" + ((" ✓" if good.mean() >= share else " ✗") if m == "ours" else "")
             lines.append(
                 f"| {name} | {m} | {len(rows)} | {np.median(cons):.2f} | {np.percentile(cons, 90):.2f} | "
                 f"{bad:.0%} | {reported} | {silent} | {np.median(truth):.2f} | {goal} |"

@@ -176,10 +176,10 @@ def test_points_files_and_cli(tmp_path, capsys):
 @pytest.mark.slow
 def test_real_registration_sets(shared_data, capsys):
     sf = shared_data / "registration" / "superfusion"
-    # mean EPE reached (measured 2.39 and 7.38 px; MSRS 00012N, a night pair, has its gradient optimum ~15 px off)
+    # mean EPE no worse than the baseline, 5.12 and 6.88 px (measured 2.88 and 6.80 px)
     for flow, warped, vis, bound in [
-        (sf / "RoadScene" / "flow", sf / "RoadScene" / "ir_warp", sf / "RoadScene" / "vi", 3.0),
-        (sf / "MSRS" / "flow", sf / "MSRS" / "ir_warp", shared_data / "msrs" / "vi", 7.6),
+        (sf / "RoadScene" / "flow", sf / "RoadScene" / "ir_warp", sf / "RoadScene" / "vi", 5.12),
+        (sf / "MSRS" / "flow", sf / "MSRS" / "ir_warp", shared_data / "msrs" / "vi", 6.88),
     ]:
         assert main(["register", "eval", "--flow", str(flow), "--ir", str(warped), "--vis", str(vis)]) == 0
         rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ") and "id" not in ln]
@@ -317,7 +317,7 @@ def test_fit_records_confidence_and_accepts_different_sizes(tmp_path):
     assert main(["register", "fit", "--ir", str(tmp_path / "ir.png"), "--vis", str(tmp_path / "vis.png"),
                  "--out", str(out)]) == 0  # fmt: skip
     conf = yaml.safe_load(out.read_text())["info"]["confidence"]
-    assert conf["ok"] and conf["gradient_ncc"] > 0.5 and 0 < conf["value"] <= 1
+    assert conf["ok"] and conf["structure_ncc"] > 0.3 and conf["blocks_agreeing"] >= 14 and 0 < conf["value"] <= 1
     wrong = tmp_path / "wrong.yaml"
     Registration(np.eye(3), "affine", (320, 240), (320, 240)).save(wrong)
     assert main(["register", "fit", "--ir", str(tmp_path / "ir.png"), "--vis", str(tmp_path / "vis.png"),

@@ -1,0 +1,95 @@
+"""Block matching and the robust model fit behind automatic registration, and its structure maps and score."""
+
+import cv2
+import numpy as np
+import pytest
+
+from calibration.autoreg import auto_register, frame_ncc, structure
+from calibration.blockmatch import _apply, fit_model, refine_blocks, select_model
+from calibration.registration import Registration
+from tests.test_registration import scene
+
+PTS = np.stack(np.meshgrid(np.linspace(20, 620, 8), np.linspace(20, 460, 6)), -1).reshape(-1, 2)  # 48 points
+SHEAR = np.array([[1.0, 0.03, -7.0], [0.0, 1.0, 0.0], [0, 0, 1]])  # the benchmark's largest shear, about the centre
+
+
+def _corners(H: np.ndarray) -> np.ndarray:
+    c = np.array([[0, 0], [639, 0], [0, 479], [639, 479]], float)
+    return _apply(H, c)
+
+
+def test_noise_alone_keeps_the_simple_model_and_real_shear_is_kept():
+    """Block positions scatter by a pixel or two across modalities; extrapolated to the corners, an affine fitted to
+    that scatter would move an aligned pair by pixels. A real shear is far above the scatter and is kept."""
+    rng = np.random.default_rng(0)
+    noisy = PTS + rng.normal(0, 1.5, PTS.shape)
+    H, inl, m = select_model(PTS, noisy, np.ones(len(PTS)), np.eye(3), "affine", floor=0.5)
+    assert m in ("translation", "similarity") and inl.mean() > 0.9
+    assert np.linalg.norm(_corners(H) - _corners(np.eye(3)), axis=1).mean() < 1.5
+    sheared = _apply(SHEAR, PTS) + rng.normal(0, 1.5, PTS.shape)
+    H, _, m = select_model(PTS, sheared, np.ones(len(PTS)), np.eye(3), "affine", floor=0.5)
+    assert m == "affine" and abs(H[0, 1] - 0.03) < 0.005
+
+
+@pytest.mark.parametrize("model", ["similarity", "affine", "homography"])
+def test_fit_ignores_wrong_blocks(model):
+    """A third of the blocks matched something else (a lamp, a repeated texture): the fit follows the rest."""
+    rng = np.random.default_rng(1)
+    truth = np.array([[0.98, -0.05, 12.0], [0.05, 0.98, -9.0], [0, 0, 1]])
+    if model == "affine":
+        truth = truth @ SHEAR
+    if model == "homography":
+        truth = truth @ np.array([[1, 0, 0], [0, 1, 0], [2e-5, -1e-5, 1]])
+    dst = _apply(truth, PTS)
+    bad = rng.random(len(PTS)) < 0.33
+    dst[bad] += rng.uniform(-40, 40, (bad.sum(), 2))
+    H, inl, _ = fit_model(PTS, dst, np.ones(len(PTS)), np.eye(3), model, floor=0.5)
+    assert not inl[bad].any() and inl[~bad].all()
+    assert np.abs(_corners(H) - _corners(truth)).max() < 1e-3
+    # too few points to determine the model: no fit rather than a degenerate one
+    assert fit_model(PTS[:3], dst[:3], np.ones(3), np.eye(3), model, floor=0.5) is None
+
+
+def test_blocks_recover_a_known_warp_and_say_how_many_agree():
+    src = scene(480, 640, seed=7)
+    truth = np.array([[1.01, 0.02, -6.0], [-0.015, 0.995, 4.0], [0, 0, 1]])
+    tgt = cv2.warpPerspective(src, truth, (640, 480), borderMode=cv2.BORDER_REPLICATE)
+    fit = refine_blocks(structure(src), structure(tgt), np.eye(3), "affine", [(0.5, 10), (1.0, 4)])
+    assert fit is not None and fit.model == "affine" and fit.inliers.sum() >= 20
+    assert np.linalg.norm(_corners(fit.H) - _corners(truth), axis=1).max() < 0.5
+    assert fit.residual_px < 0.5
+    # nothing to match in a flat image: no fit
+    flat = np.full((480, 640), 90, np.uint8)
+    assert refine_blocks(structure(flat), structure(tgt), np.eye(3), "affine", [(0.5, 10)]) is None
+
+
+def test_structure_map_and_frame_score():
+    img = cv2.add(scene(240, 320, seed=2), 20)  # no exact zeros: nothing taken for padding
+    s = structure(img)
+    assert s.dtype == np.float32 and abs(float(s.mean())) < 1e-4 and abs(float(s.std()) - 1) < 1e-3
+    # the padding of a warped image carries no information: 0, and its border step is no edge
+    padded = cv2.warpAffine(img, np.float32([[0.8, 0, 32], [0, 0.8, 24]]), (320, 240))
+    sp = structure(padded)
+    assert (sp[:20] == 0).all() and (sp[:, :28] == 0).all()
+    # the whole-frame score: a source covering half the frame scores about half of a full cover
+    assert frame_ncc(s, s) == pytest.approx(1.0, abs=1e-5)
+    half = s.copy()
+    half[:, 160:] = 0
+    assert 0.4 < frame_ncc(half, s) < 0.6
+
+
+def test_real_pairs_aligned_or_refused(shared_data):
+    """On public pairs the fit either agrees with the pair's own alignment to within its residual, or says no."""
+    from calibration.align import corner_shift
+    from calibration.boards import imread
+
+    for name in ["roadscene/test/{}/FLIR_04269.jpg", "llvip/{}/200003.jpg", "msrs/{}/00040N.png"]:
+        ir, vis = imread(shared_data / name.format("ir")), imread(shared_data / name.format("vi"))
+        reg = auto_register(ir, vis, "affine")
+        h, w = ir.shape[:2]
+        ident = Registration(np.diag([vis.shape[1] / w, vis.shape[0] / h, 1.0]), "affine", (w, h), vis.shape[1::-1])
+        conf = reg.info["confidence"]
+        if "00040N" in name:  # a night pair whose visible image is a few lamps in the dark: refused, with a reason
+            assert not conf["ok"] and "blocks agree" in conf["reasons"][0]
+        else:
+            assert conf["ok"] and corner_shift(reg, ident) < 3.0
