@@ -35,6 +35,7 @@ class BlockFit:
     residual_px: float  # RMS distance of the inliers from the fitted model, in target pixels
     blocks: int  # blocks with structure that were tried
     model: str  # the model the blocks supported (select_model)
+    corner_sigma_px: float  # standard error of the fit at the frame's corners (corner_sigma)
 
 
 def _centred(f: float) -> np.ndarray:
@@ -112,6 +113,38 @@ def _apply(M: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return p[:, :2] / p[:, 2:3]
 
 
+def _design(pts: np.ndarray, model: str) -> np.ndarray:
+    """(2N, p) design matrix of the linear models at points (x rows, then y rows); a homography is judged by its
+    affine part."""
+    x, y = pts[:, :1], pts[:, 1:]
+    one, zero = np.ones_like(x), np.zeros_like(x)
+    if model == "translation":
+        return np.vstack([np.hstack([one, zero]), np.hstack([zero, one])])
+    if model == "similarity":  # u = a x - b y + tx, v = b x + a y + ty
+        return np.vstack([np.hstack([x, -y, one, zero]), np.hstack([y, x, zero, one])])
+    return np.vstack([np.hstack([x, y, one, zero, zero, zero]), np.hstack([zero, zero, zero, x, y, one])])
+
+
+def corner_sigma(mapped: np.ndarray, dst: np.ndarray, C: np.ndarray, w: np.ndarray, model: str, size) -> float:
+    """Standard error of the fitted correction at the corners of a ``size`` (w, h) frame, in pixels: the scatter of
+    the blocks about the fit, propagated through the least-squares covariance. Few blocks, blocks bunched in one
+    part of the frame, or blocks that disagree all make it large."""
+    A = _design(mapped, model)
+    ww = np.concatenate([w, w])
+    r = (_apply(C, mapped) - dst).T.ravel()  # x residuals, then y
+    dof = 2 * int((w > 0).sum()) - A.shape[1]
+    if dof <= 0:
+        return float("inf")
+    N = (A * ww[:, None]).T @ A
+    if np.linalg.cond(N) > 1e12:
+        return float("inf")
+    cov = float((ww * r * r).sum() / dof) * np.linalg.inv(N)
+    corners = np.array([[0, 0], [size[0] - 1, 0], [0, size[1] - 1], [size[0] - 1, size[1] - 1]], float)
+    J = _design(corners, model)  # rows: x of each corner, then y
+    var = np.einsum("ij,jk,ik->i", J, cov, J)
+    return float(np.sqrt(var[:4] + var[4:]).mean())
+
+
 def _lsq(mapped: np.ndarray, dst: np.ndarray, w: np.ndarray, model: str) -> np.ndarray | None:
     """Weighted least-squares correction C (3x3, target frame) with ``C(mapped) ~ dst``."""
     sw = np.sqrt(w)[:, None]
@@ -123,12 +156,7 @@ def _lsq(mapped: np.ndarray, dst: np.ndarray, w: np.ndarray, model: str) -> np.n
         keep = w > 0
         C, _ = cv2.findHomography(mapped[keep], dst[keep], 0)
         return C
-    x, y = mapped[:, :1], mapped[:, 1:]
-    one, zero = np.ones_like(x), np.zeros_like(x)
-    if model == "similarity":  # u = a x - b y + tx, v = b x + a y + ty
-        A = np.vstack([np.hstack([x, -y, one, zero]), np.hstack([y, x, zero, one])])
-    else:  # affine
-        A = np.vstack([np.hstack([x, y, one, zero, zero, zero]), np.hstack([zero, zero, zero, x, y, one])])
+    A = _design(mapped, model)
     rhs = np.concatenate([dst[:, 0], dst[:, 1]])
     ww = np.concatenate([sw[:, 0], sw[:, 0]])
     p, *_ = np.linalg.lstsq(A * ww[:, None], rhs * ww, rcond=None)
@@ -178,12 +206,15 @@ DOF = {"translation": 2, "similarity": 4, "affine": 6, "homography": 8}
 SIGNIFICANCE = 0.999  # an extra term is kept when an F-test says it explains the blocks at this level
 
 
-def select_model(src: np.ndarray, dst: np.ndarray, peaks: np.ndarray, H: np.ndarray, model: str, floor: float):
+def select_model(
+    src: np.ndarray, dst: np.ndarray, peaks: np.ndarray, H: np.ndarray, model: str, floor: float, size=(1, 1)
+):
     """The simplest model up to ``model`` that the control points support: each richer model of
     translation < similarity < affine < homography must reduce the weighted residual by more than its extra
     parameters would by chance (F-test at :data:`SIGNIFICANCE`). Shear and anisotropic scale are weakly
     constrained across modalities (a scene with structure in its upper half only, parallax), and extrapolated to
-    the corners they would move an aligned pair by pixels. Returns (H, inliers, model fitted) or None."""
+    the corners they would move an aligned pair by pixels. Returns (H, inliers, model fitted, its
+    :func:`corner_sigma` at the corners of the ``size`` (w, h) target frame) or None."""
     fits = {}
     for m in CHAIN[: CHAIN.index(model) + 1]:
         out = fit_model(src, dst, peaks, H, m, floor)
@@ -206,8 +237,9 @@ def select_model(src: np.ndarray, dst: np.ndarray, peaks: np.ndarray, H: np.ndar
         f = ((rss(best) - rss(m)) / extra) / max(rss(m) / resid, 1e-12)
         if f > stats.f.ppf(SIGNIFICANCE, extra, resid):
             best = m
-    H, inl, _ = fits[best]
-    return H, inl, best
+    Hb, inl, wb = fits[best]
+    mapped = _apply(H, src)
+    return Hb, inl, best, corner_sigma(mapped, dst, Hb @ np.linalg.inv(H), wb, best, size)
 
 
 def refine_blocks(
@@ -220,10 +252,11 @@ def refine_blocks(
     fit = None
     for scale, radius in passes:
         src, dst, peaks, tried = match_blocks(source, target, H, scale, radius)
-        out = select_model(src, dst, peaks, H, model, floor=0.5 / scale)  # half a pixel at the matching scale
+        # the residual's floor: half a pixel at the matching scale
+        out = select_model(src, dst, peaks, H, model, 0.5 / scale, target.shape[1::-1])
         if out is None:
             return None
-        H, inl, fitted = out
+        H, inl, fitted, sigma = out
         res = np.linalg.norm(_apply(H, src[inl]) - dst[inl], axis=1)
-        fit = BlockFit(H, src, dst, inl, float(math.sqrt((res**2).mean())), tried, fitted)
+        fit = BlockFit(H, src, dst, inl, float(math.sqrt((res**2).mean())), tried, fitted, sigma)
     return fit

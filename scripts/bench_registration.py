@@ -112,8 +112,13 @@ def run_levels(root: Path, n: int, seed: int, sets: list[str]) -> dict:
             h, w = ir.shape[:2]
             own = {m: fit(m, ir, vis) for m in ("ours", "none", "ecc")}
             for m, (H0, failed) in own.items():
-                moved = corner_error(H0, np.diag([vis.shape[1] / w, vis.shape[0] / h, 1.0]), (w, h))
+                P = np.diag([vis.shape[1] / w, vis.shape[0] / h, 1.0])
+                moved = corner_error(H0, P, (w, h))
                 res.setdefault(("aligned", m), []).append((moved, moved, failed, ds))
+                if m == "ours" and not failed:  # the fit's scale and rotation relative to the pair's own alignment
+                    L = (H0 @ np.linalg.inv(P))[:2, :2]
+                    turn = math.degrees(math.atan2(L[1, 0] - L[0, 1], L[0, 0] + L[1, 1]))
+                    res.setdefault(("rig", ds), []).append((math.sqrt(abs(np.linalg.det(L))), turn, moved))
             for name, lv in LEVELS.items():
                 A = random_affine(rng, lv, w, h)
                 # what the warp brings in from outside the image repeats the border: no artificial edge (a real
@@ -134,7 +139,8 @@ def run_levels(root: Path, n: int, seed: int, sets: list[str]) -> dict:
                         print(
                             f"  {ds} {pairs[i].name} {name}: consistency {cons:.1f} px, truth {truth:.1f} px, "
                             f"blocks {c['blocks_agreeing']}/{c['blocks_with_structure']}, residual "
-                            f"{c['block_residual_px']:.1f} px, extent {c['block_extent']:.2f}, rival "
+                            f"{c['block_residual_px']:.1f} px, extent {c['block_extent']:.2f}, sigma "
+                            f"{c.get('corner_sigma_px', -1):.2f}, ncc {c['structure_ncc']:.3f}, rival "
                             f"{c['rival_solution_px']:.0f} px, {'ok' if c['ok'] else 'REPORTED ' + str(c['reasons'])}",
                             file=sys.stderr,
                         )
@@ -170,6 +176,24 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def rig_table(res: dict) -> str:
+    """Per set, the scale and rotation that the fits of the untouched pairs find. Pairs of one rig that agree on a
+    scale or rotation away from 1 and 0 show the set's own residual misalignment, not noise of the fit."""
+    out = [
+        "| set | pairs fitted | scale: median (min-max) | rotation deg: median (min-max) | corners moved: median px |",
+        "|---|---:|---|---|---:|",
+    ]
+    for (kind, ds), rows in res.items():
+        if kind != "rig":
+            continue
+        s, r, moved = (np.array(v) for v in zip(*rows, strict=True))
+        out.append(
+            f"| {ds} | {len(rows)} | {np.median(s):.4f} ({s.min():.4f}-{s.max():.4f}) | {np.median(r):+.2f} "
+            f"({r.min():+.2f} to {r.max():+.2f}) | {np.median(moved):.2f} |"
+        )
+    return "\n".join(out)
+
+
 def ground_truth_sets(root: Path) -> str:
     sf = root / "registration" / "superfusion"
     out = ["| set | none | ours |", "|---|---:|---:|"]
@@ -202,6 +226,8 @@ def main() -> None:
     t = time.perf_counter()
     res = run_levels(root, a.pairs, a.seed, a.sets.split(","))
     print(table(res))
+    print()
+    print(rig_table(res))
     ours = [r[4] for k, v in res.items() if k[1] == "ours" and k[0] != "aligned" for r in v]
     print(f"\nours: {np.mean(ours):.2f} s per fit on average; levels took {time.perf_counter() - t:.0f} s")
     if not a.only_levels:

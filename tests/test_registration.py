@@ -176,7 +176,7 @@ def test_points_files_and_cli(tmp_path, capsys):
 @pytest.mark.slow
 def test_real_registration_sets(shared_data, capsys):
     sf = shared_data / "registration" / "superfusion"
-    # mean EPE no worse than the baseline, 5.12 and 6.88 px (measured 2.88 and 6.80 px)
+    # mean EPE no worse than the baseline, 5.12 and 6.88 px (measured 3.09 and 6.48 px)
     for flow, warped, vis, bound in [
         (sf / "RoadScene" / "flow", sf / "RoadScene" / "ir_warp", sf / "RoadScene" / "vi", 5.12),
         (sf / "MSRS" / "flow", sf / "MSRS" / "ir_warp", shared_data / "msrs" / "vi", 6.88),
