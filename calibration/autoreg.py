@@ -34,6 +34,7 @@ SEARCH_SIDE = 192
 ROTATIONS = tuple(np.arange(-20.0, 20.01, 2.5))
 SCALES = tuple(np.exp(np.arange(-6, 7) * 0.06))  # 0.70-1.43, 1 included
 TOP = 4  # distinct candidates refined by block matching
+POLISHED = TOP  # polished: all of them (polishing only the best two let wrong fits through on the bench)
 SHIFT = 0.25  # translations searched: up to this share of the image's long side
 HP_SIGMA = 2.0  # px at the working scale: what the high-pass keeps (edge positions, not the density of texture)
 AMBIGUITY = 0.97  # another solution within 3 % of the best score, more than 1 % of the long side away, is a tie
@@ -247,13 +248,16 @@ def auto_register(
     for _, H in cands:
         fit = refine_blocks(gs, gt, H, model, passes)
         if fit is not None:
-            # then the frame correlation itself, maximised around the blocks' fit: every pixel counts, not only
-            # the blocks' peaks, and its optimum is one point whatever the start (ECC here stopped short of it by
-            # pixels, at different places for the same scene warped differently)
-            polished = polish(score, fit.H, model, (tw, th))
-            if score(polished) >= MIN_NCC:  # below, the correlation is too weak for its optimum to mean much
-                fit.H = polished
             results.append((score(fit.H), fit))
+    results.sort(key=lambda r: -r[0])
+    for i, (_, fit) in enumerate(results[:POLISHED]):
+        # then the frame correlation itself, maximised around the blocks' fit: every pixel counts, not only the
+        # blocks' peaks, and its optimum is one point whatever the start (ECC here stopped short of it by pixels,
+        # at different places for the same scene warped differently)
+        polished = polish(score, fit.H, model, (tw, th))
+        if score(polished) >= MIN_NCC:  # below, the correlation is too weak for its optimum to mean much
+            fit.H = polished
+        results[i] = (score(fit.H), fit)
     if not results:
         reg = Registration(start, model, (sw, sh), (tw, th))
         reg.info["confidence"] = assess(0.0, start_score, 0, 0, 0.0, 0.0, long)
@@ -273,7 +277,6 @@ def auto_register(
         best, start_score, int(inl.sum()), fit.blocks, fit.residual_px, max(rivals, default=0.0), long, extent
     )
     reg.info["confidence"]["corner_sigma_px"] = round(fit.corner_sigma_px, 3)
-    reg.info["confidence"]["blocks_support"] = fit.model
     return reg
 
 

@@ -1,6 +1,6 @@
 """Automatic IR-to-RGB registration under known random affines, against doing nothing and plain OpenCV ECC.
 
-    python scripts/bench_registration.py [--pairs 8] [--seed 0] [--data ../shared/data] [--only-levels]
+    python scripts/bench_registration.py [--pairs 8] [--seed 0] [--data ../shared/data] [--only-levels] [--verbose]
 
 The IR image of each pair (roadscene/test, msrs, llvip; ``--pairs`` per set, chosen with the seed) is warped by
 a seeded random affine about its centre, at three levels, plus the untouched pair:
@@ -13,7 +13,9 @@ Public pairs are not perfectly aligned themselves, so a method's error on a warp
 own fit of the untouched pair composed with the known warp (consistency, the main figure), and also against the
 known warp alone. The error is the mean displacement of the IR image's four corners, in visible pixels. For
 ``ours``, a fit whose confidence check fails is a reported failure (exit code 3 on the command line): it counts as
-a failure but not as a silent one. "aligned" reports how far the fit moves an untouched pair's corners.
+a failure but not as a silent one. "aligned" reports how far the fit moves an untouched pair's corners, and a
+second table the scale and rotation that the trusted fits of untouched pairs find per set: fits of one rig that
+agree on them show the set's own residual misalignment.
 
 Then the ground-truth sets: SuperFusion's end-point error (RoadScene and MSRS ``flow/``) and the mean error of
 MURF's hand-marked landmarks.
