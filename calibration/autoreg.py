@@ -261,6 +261,10 @@ def auto_register(
     if not results:
         reg = Registration(start, model, (sw, sh), (tw, th))
         reg.info["confidence"] = assess(0.0, start_score, 0, 0, 0.0, 0.0, long)
+        reg.info["confidence"]["reasons"] = [
+            "no part of the images could be matched (too small, flat, or different scenes?): register a daylight pair "
+            "of the same rig and apply it"
+        ]
         return reg
     results.sort(key=lambda r: -r[0])
     best, fit = results[0]
