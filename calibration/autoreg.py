@@ -27,7 +27,7 @@ import numpy as np
 from scipy import optimize
 
 from calibration.align import corner_shift, gradient_magnitude
-from calibration.blockmatch import refine_blocks
+from calibration.blockmatch import centred, refine_blocks, vertex
 from calibration.registration import Registration
 
 SEARCH_SIDE = 192
@@ -132,7 +132,7 @@ def search(source: np.ndarray, target: np.ndarray, start: np.ndarray) -> list[tu
             w = _highpass(cv2.warpPerspective(pre, Pad @ M, canvas, flags=cv2.INTER_LINEAR))
             r = cv2.matchTemplate(w, gt, cv2.TM_CCORR) / norm  # (2 pad + 1)^2: r[y, x] is the shift (pad-x, pad-y)
             y, x = np.unravel_index(int(r.argmax()), r.shape)
-            dx, dy = pad - x - _vertex(r[y, x - 1 : x + 2]), pad - y - _vertex(r[y - 1 : y + 2, x])
+            dx, dy = pad - x - vertex(r[y, x - 1 : x + 2]), pad - y - vertex(r[y - 1 : y + 2, x])
             M = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1.0]]) @ M
             H = np.linalg.inv(K) @ M @ Pre  # source -> target at full resolution
             out.append((float(r[y, x]), H))
@@ -142,14 +142,6 @@ def search(source: np.ndarray, target: np.ndarray, start: np.ndarray) -> list[tu
 
 def _highpass(m: np.ndarray) -> np.ndarray:
     return m - cv2.GaussianBlur(m, (0, 0), HP_SIGMA)
-
-
-def _vertex(v: np.ndarray) -> float:
-    """Sub-sample offset of the peak of three samples (a parabola through them); 0 at an edge of the map."""
-    if len(v) != 3:
-        return 0.0
-    d = v[0] - 2 * v[1] + v[2]
-    return float(np.clip(0.5 * (v[0] - v[2]) / d, -0.5, 0.5)) if d < 0 else 0.0
 
 
 def _distinct(cands: list[tuple[float, np.ndarray]], size: tuple[int, int], n: int, px: float) -> list:
@@ -166,7 +158,7 @@ def _distinct(cands: list[tuple[float, np.ndarray]], size: tuple[int, int], n: i
 def _scorer(gs: np.ndarray, gt: np.ndarray, scale: float):
     """H -> :func:`frame_ncc` of the high-passed structure maps, compared at ``scale`` times the target's size."""
     th, tw = gt.shape[:2]
-    S = np.array([[scale, 0, 0.5 * scale - 0.5], [0, scale, 0.5 * scale - 0.5], [0, 0, 1.0]])
+    S = centred(scale)
     size = (max(16, round(tw * scale)), max(16, round(th * scale)))
     sigma = 0.5 / scale if scale < 1 else 0.0
     src = cv2.GaussianBlur(gs, (0, 0), sigma) if sigma else gs

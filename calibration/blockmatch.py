@@ -38,7 +38,15 @@ class BlockFit:
     corner_sigma_px: float  # standard error of the fit at the frame's corners (corner_sigma)
 
 
-def _centred(f: float) -> np.ndarray:
+def vertex(v: np.ndarray) -> float:
+    """Sub-sample offset of the peak of three samples (a parabola through them); 0 at an edge of the map."""
+    if len(v) != 3:
+        return 0.0
+    d = v[0] - 2 * v[1] + v[2]
+    return float(np.clip(0.5 * (v[0] - v[2]) / d, -0.5, 0.5)) if d < 0 else 0.0
+
+
+def centred(f: float) -> np.ndarray:
     """The 3x3 map of full-resolution pixel centres onto a grid ``f`` times as fine."""
     return np.array([[f, 0, 0.5 * f - 0.5], [0, f, 0.5 * f - 0.5], [0, 0, 1.0]])
 
@@ -53,12 +61,7 @@ def _peak(r: np.ndarray) -> tuple[float, float, float, bool]:
     local = (r == cv2.dilate(r, np.ones((3, 3), np.uint8))) & (r > 0)
     local[y, x] = False
     unique = not local.any() or r[local].max() < UNIQUE * top
-
-    def vertex(a: float, b: float, c: float) -> float:
-        d = a - 2 * b + c
-        return float(np.clip(0.5 * (a - c) / d, -0.5, 0.5)) if d < 0 else 0.0
-
-    return x + vertex(*r[y, x - 1 : x + 2]), y + vertex(*r[y - 1 : y + 2, x]), top, unique
+    return x + vertex(r[y, x - 1 : x + 2]), y + vertex(r[y - 1 : y + 2, x]), top, unique
 
 
 def match_blocks(
@@ -69,7 +72,7 @@ def match_blocks(
     pixels (at that scale) around where ``H`` puts it. Returns (source points, target points, their NCC peaks,
     blocks tried)."""
     th, tw = target.shape[:2]
-    S = _centred(scale)
+    S = centred(scale)
     size = (max(16, round(tw * scale)), max(16, round(th * scale)))
     sigma = 0.5 / scale if scale < 1 else 0.0  # against aliasing when the maps are sampled more coarsely
     src = cv2.GaussianBlur(source, (0, 0), sigma) if sigma else source
