@@ -39,9 +39,7 @@ SHIFT = 0.25  # translations searched: up to this share of the image's long side
 HP_SIGMA = 2.0  # px at the working scale: what the high-pass keeps (edge positions, not the density of texture)
 AMBIGUITY = 0.97  # another solution within 3 % of the best score, more than 1 % of the long side away, is a tie
 MIN_NCC = 0.11  # frame correlation of the high-passed structure maps: wrong fits reach 0.05-0.10 (bench, --verbose)
-MIN_INLIERS = 10  # blocks that must agree with the fitted model
-MIN_SHARE = 0.15  # ... and their share of the blocks with structure
-MIN_EXTENT = 0.1  # share of the frame the agreeing blocks must span
+MIN_INLIERS = 6  # blocks that must agree with the fitted model: enough to determine an affine
 MAX_RESIDUAL = 0.01  # RMS distance of the agreeing blocks from the model, as a share of the long side
 
 
@@ -296,14 +294,13 @@ def assess(
     """The confidence record of a fit: the figures and a verdict.
 
     ``ok`` is false when the frame correlation ``ncc`` of the high-passed structure maps stays under
-    :data:`MIN_NCC` (on the benchmark's public pairs every fit that scored less was off or barely right: the two
-    images share too little structure, typically a dark visible image at night); when fewer than
-    :data:`MIN_INLIERS` blocks agree with the fitted model, or under
-    :data:`MIN_SHARE` of the blocks with structure (the images do not show the same scene, or too little of it:
-    night images whose only structure is a few lamps); when those blocks span under :data:`MIN_EXTENT` of the
-    frame (the corners are extrapolated); when they sit further than :data:`MAX_RESIDUAL` of the long side from
-    the model (RMS); or when another start ends at a solution more than 1 % of the long side away, scoring within 3 %
-    (ambiguous).
+    :data:`MIN_NCC`: the two images share too little structure for its optimum to mean much, typically a dark
+    visible image at night (on the benchmark's public pairs every trusted fit was within 2.5 px of consistency,
+    while most refused ones were off). It is false too when fewer than :data:`MIN_INLIERS` blocks agree with the
+    fitted model (it is not determined); when they sit further than :data:`MAX_RESIDUAL` of the long side from it
+    (RMS); or when another start ends at a solution more than 1 % of the long side away, scoring within 3 %
+    (ambiguous). The share of blocks that agree and their ``extent`` are recorded, not judged: the polished fit
+    rests on the whole frame, and refusing fits on them refused only right ones on the benchmark.
     """
     reasons = []
     share = inliers / max(blocks, 1)
@@ -312,10 +309,8 @@ def assess(
             f"the images' structure correlates only {ncc:.3f} (< {MIN_NCC}) at the best fit (a night or dark image, "
             "or different scenes?): register a daylight pair of the same rig and apply it"
         )
-    elif inliers < MIN_INLIERS or share < MIN_SHARE:
+    elif inliers < MIN_INLIERS:
         reasons.append(f"only {inliers} of {blocks} image blocks agree on one transform")
-    elif extent < MIN_EXTENT:
-        reasons.append(f"the blocks that agree cover only {extent:.0%} of the frame")
     if inliers >= MIN_INLIERS and residual_px > MAX_RESIDUAL * long_side:
         reasons.append(f"blocks sit {residual_px:.1f} px from the fitted model on average")
     if rival_px > 0.01 * long_side:
