@@ -142,8 +142,8 @@ def fit(args) -> Registration:
             raise RgbtError("give --ir and --vis (automatic), plus --points or --via-ir/--via-vis to start from those")
         if args.refine:
             raise RgbtError(
-                "--refine applies to a point, bridge or rig fit; the automatic fit already ends with block matching "
-                "and ECC"
+                "--refine applies to a point, bridge or rig fit; the automatic fit already ends with its own "
+                "refinement (block matching, then the correlation maximised)"
             )
         # different sizes are the normal case on real rigs: the size ratio is the starting scale (calibration.autoreg),
         # or an earlier registration of the same rig
