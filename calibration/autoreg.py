@@ -27,14 +27,13 @@ import numpy as np
 from scipy import optimize
 
 from calibration.align import corner_shift, gradient_magnitude
-from calibration.blockmatch import centred, refine_blocks, vertex
+from calibration.blockmatch import DOF, antialias, grid, refine_blocks, vertex
 from calibration.registration import Registration
 
 SEARCH_SIDE = 192
 ROTATIONS = tuple(np.arange(-20.0, 20.01, 2.5))
 SCALES = tuple(np.exp(np.arange(-6, 7) * 0.06))  # 0.70-1.43, 1 included
 TOP = 4  # distinct candidates refined by block matching
-POLISHED = TOP  # polished: all of them (polishing only the best two let wrong fits through on the bench)
 SHIFT = 0.25  # translations searched: up to this share of the image's long side
 HP_SIGMA = 2.0  # px at the working scale: what the high-pass keeps (edge positions, not the density of texture)
 AMBIGUITY = 0.97  # another solution within 3 % of the best score, more than 1 % of the long side away, is a tie
@@ -155,12 +154,9 @@ def _distinct(cands: list[tuple[float, np.ndarray]], size: tuple[int, int], n: i
 
 def _scorer(gs: np.ndarray, gt: np.ndarray, scale: float):
     """H -> :func:`frame_ncc` of the high-passed structure maps, compared at ``scale`` times the target's size."""
-    th, tw = gt.shape[:2]
-    S = centred(scale)
-    size = (max(16, round(tw * scale)), max(16, round(th * scale)))
-    sigma = 0.5 / scale if scale < 1 else 0.0
-    src = cv2.GaussianBlur(gs, (0, 0), sigma) if sigma else gs
-    t = _highpass(cv2.warpPerspective(cv2.GaussianBlur(gt, (0, 0), sigma) if sigma else gt, S, size))
+    S, size = grid(gt.shape, scale)
+    src = antialias(gs, scale)
+    t = _highpass(cv2.warpPerspective(antialias(gt, scale), S, size))
 
     def score(H: np.ndarray) -> float:
         return frame_ncc(_highpass(cv2.warpPerspective(src, S @ H, size, flags=cv2.INTER_LINEAR)), t)
@@ -185,18 +181,18 @@ def _correction(p: np.ndarray, model: str, size: tuple[int, int]) -> np.ndarray:
     return np.linalg.inv(c) @ L @ c
 
 
-def polish(score, H: np.ndarray, model: str, size: tuple[int, int]) -> np.ndarray:
-    """Maximise ``score`` (the frame correlation) over the model's parameters around ``H`` (Powell's method, to
-    0.02 px at the corners): a well-defined optimum, reached from any nearby start, so that the same scene gives
-    the same answer however it was warped."""
-    n = {"translation": 2, "similarity": 4, "affine": 6, "homography": 8}[model]
+def polish(score, H: np.ndarray, value: float, model: str, size: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """Maximise ``score`` (the frame correlation; ``value`` at ``H``) over the model's parameters around ``H``
+    (Powell's method, to 0.02 px at the corners): a well-defined optimum, reached from any nearby start, so that
+    the same scene gives the same answer however it was warped. Returns the better of the two and its score."""
+    n = DOF[model]
     res = optimize.minimize(
         lambda p: -score(_correction(p, model, size) @ H),
         np.zeros(n),
         method="Powell",
         options={"xtol": 0.02, "ftol": 1e-7, "maxfev": 200 * n},
     )
-    return _correction(res.x, model, size) @ H if -res.fun >= score(H) else H
+    return (_correction(res.x, model, size) @ H, float(-res.fun)) if -res.fun >= value else (H, value)
 
 
 def auto_register(
@@ -240,27 +236,23 @@ def auto_register(
         if fit is not None:
             results.append((score(fit.H), fit))
     results.sort(key=lambda r: -r[0])
-    for i, (_, fit) in enumerate(results[:POLISHED]):
+    for i, (value, fit) in enumerate(results):
         # then the frame correlation itself, maximised around the blocks' fit: every pixel counts, not only the
         # blocks' peaks, and its optimum is one point whatever the start (ECC here stopped short of it by pixels,
         # at different places for the same scene warped differently)
-        polished = polish(score, fit.H, model, (tw, th))
-        if score(polished) >= MIN_NCC:  # below, the correlation is too weak for its optimum to mean much
-            fit.H = polished
-        results[i] = (score(fit.H), fit)
-    if not results:
+        polished, better = polish(score, fit.H, value, model, (tw, th))
+        if better >= MIN_NCC:  # below, the correlation is too weak for its optimum to mean much
+            fit.H, results[i] = polished, (better, fit)
+    if not results:  # nothing matched: assess says so for zero blocks
         reg = Registration(start, model, (sw, sh), (tw, th))
         reg.info["confidence"] = assess(0.0, start_score, 0, 0, 0.0, 0.0, long)
-        reg.info["confidence"]["reasons"] = [
-            "no part of the images could be matched (too small, flat, or different scenes?): register a daylight pair "
-            "of the same rig and apply it"
-        ]
         return reg
     results.sort(key=lambda r: -r[0])
     best, fit = results[0]
     reg = Registration(fit.H, model, (sw, sh), (tw, th))
-    rivals = [corner_shift(reg, Registration(r[1].H, model, (sw, sh), (tw, th))) for r in results[1:]]
-    rivals = [d for d, r in zip(rivals, results[1:], strict=True) if r[0] >= AMBIGUITY * best]
+    rivals = [
+        corner_shift(reg, Registration(f.H, model, (sw, sh), (tw, th))) for v, f in results[1:] if v >= AMBIGUITY * best
+    ]
     reg.info["refinement"] = (
         f"global search ({len(ROTATIONS)} rotations x {len(SCALES)} scales x translations), then {model} fitted "
         f"to matched blocks of the structure maps from the {len(cands)} best starts, the frame correlation maximised"
@@ -304,7 +296,12 @@ def assess(
     """
     reasons = []
     share = inliers / max(blocks, 1)
-    if ncc < MIN_NCC:
+    if blocks == 0:
+        reasons.append(
+            "no part of the images could be matched (too small, flat, or different scenes?): register a daylight pair "
+            "of the same rig and apply it"
+        )
+    elif ncc < MIN_NCC:
         reasons.append(
             f"the images' structure correlates only {ncc:.3f} (< {MIN_NCC}) at the best fit (a night or dark image, "
             "or different scenes?): register a daylight pair of the same rig and apply it"

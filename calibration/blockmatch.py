@@ -3,8 +3,8 @@
 A single correlation over the whole frame is dominated by whatever has most contrast: a few lamps at night, the
 sky's edge. Here the target frame is cut into a grid of blocks; each block with structure finds, by normalised
 cross-correlation of :func:`calibration.autoreg.structure` maps, where it lies in the warped source, a few pixels
-around the current estimate. Each found block is a control point, and the model is fitted to them with RANSAC
-and least squares on the inliers. A block without structure, or whose correlation peak is weak, flat or
+around the current estimate. Each found block is a control point, and the model is fitted to them by iteratively
+reweighted least squares. A block without structure, or whose correlation peak is weak, flat or
 repeated, is left out, so noise and repetitive texture cannot pull the fit; blocks all over the frame constrain the
 corners, which a whole-frame correlation leaves loose.
 """
@@ -51,6 +51,17 @@ def centred(f: float) -> np.ndarray:
     return np.array([[f, 0, 0.5 * f - 0.5], [0, f, 0.5 * f - 0.5], [0, 0, 1.0]])
 
 
+def grid(shape: tuple[int, ...], scale: float) -> tuple[np.ndarray, tuple[int, int]]:
+    """(3x3 map of full-resolution pixels onto the grid, its (w, h)) for comparing maps at ``scale`` times the
+    resolution of an image of ``shape``."""
+    return centred(scale), (max(16, round(shape[1] * scale)), max(16, round(shape[0] * scale)))
+
+
+def antialias(m: np.ndarray, scale: float) -> np.ndarray:
+    """``m`` blurred for sampling at ``scale`` times its resolution (unchanged when not coarser)."""
+    return cv2.GaussianBlur(m, (0, 0), 0.5 / scale) if scale < 1 else m
+
+
 def _peak(r: np.ndarray) -> tuple[float, float, float, bool]:
     """(x, y) of the peak of an NCC map with a sub-pixel parabola, its value, and whether it is unique and inside."""
     _, top, _, (x, y) = cv2.minMaxLoc(r)
@@ -71,14 +82,9 @@ def match_blocks(
     resolution), both maps compared at ``scale`` times the target's resolution, each block searched ``radius``
     pixels (at that scale) around where ``H`` puts it. Returns (source points, target points, their NCC peaks,
     blocks tried)."""
-    th, tw = target.shape[:2]
-    S = centred(scale)
-    size = (max(16, round(tw * scale)), max(16, round(th * scale)))
-    sigma = 0.5 / scale if scale < 1 else 0.0  # against aliasing when the maps are sampled more coarsely
-    src = cv2.GaussianBlur(source, (0, 0), sigma) if sigma else source
-    tgt = cv2.GaussianBlur(target, (0, 0), sigma) if sigma else target
-    t = cv2.warpPerspective(tgt, S, size, flags=cv2.INTER_LINEAR)
-    w = cv2.warpPerspective(src, S @ H, size, flags=cv2.INTER_LINEAR)
+    S, size = grid(target.shape, scale)
+    t = cv2.warpPerspective(antialias(target, scale), S, size, flags=cv2.INTER_LINEAR)
+    w = cv2.warpPerspective(antialias(source, scale), S @ H, size, flags=cv2.INTER_LINEAR)
     covered = cv2.warpPerspective(np.ones(source.shape[:2], np.uint8), S @ H, size, flags=cv2.INTER_NEAREST)
     covered = cv2.erode(covered, np.ones((3, 3), np.uint8))
     nx, ny = BLOCKS if size[0] >= size[1] else BLOCKS[::-1]
@@ -150,7 +156,6 @@ def corner_sigma(mapped: np.ndarray, dst: np.ndarray, C: np.ndarray, w: np.ndarr
 
 def _lsq(mapped: np.ndarray, dst: np.ndarray, w: np.ndarray, model: str) -> np.ndarray | None:
     """Weighted least-squares correction C (3x3, target frame) with ``C(mapped) ~ dst``."""
-    sw = np.sqrt(w)[:, None]
     if model == "translation":
         C = np.eye(3)
         C[:2, 2] = (w[:, None] * (dst - mapped)).sum(0) / w.sum()
@@ -161,7 +166,7 @@ def _lsq(mapped: np.ndarray, dst: np.ndarray, w: np.ndarray, model: str) -> np.n
         return C
     A = _design(mapped, model)
     rhs = np.concatenate([dst[:, 0], dst[:, 1]])
-    ww = np.concatenate([sw[:, 0], sw[:, 0]])
+    ww = np.sqrt(np.concatenate([w, w]))
     p, *_ = np.linalg.lstsq(A * ww[:, None], rhs * ww, rcond=None)
     if model == "similarity":
         a, b, tx, ty = p
@@ -175,8 +180,8 @@ def fit_model(
     """Robust fit of ``model`` to control points, as a correction of ``H`` in the target frame (so 'translation'
     keeps H's linear part): iteratively reweighted least squares with Tukey's biweight, its scale from the
     median residual (at least ``floor`` px), starting from the points' median shift. Deterministic, so that the
-    same scene gives the same fit. Returns (new H, inlier mask) or None when the points do not determine the
-    model."""
+    same scene gives the same fit. Returns (new H, inlier mask, final weights) or None when the points do not
+    determine the model."""
     mapped = _apply(H, src)  # where H puts the source points
     need = {"translation": 3, "similarity": 4, "affine": 6, "homography": 8}[model]
     if len(src) < need:

@@ -115,8 +115,8 @@ def run_levels(root: Path, n: int, seed: int, sets: list[str]) -> dict:
             ir, vis = imread(pairs[i].ir), imread(pairs[i].vis)
             h, w = ir.shape[:2]
             own = {m: fit(m, ir, vis) for m in ("ours", "none", "ecc")}
+            P = np.diag([vis.shape[1] / w, vis.shape[0] / h, 1.0])  # the size prior
             for m, (H0, failed) in own.items():
-                P = np.diag([vis.shape[1] / w, vis.shape[0] / h, 1.0])
                 moved = corner_error(H0, P, (w, h))
                 res.setdefault(("aligned", m), []).append((moved, moved, failed, ds))
                 if m == "ours" and not failed:  # the fit's scale and rotation relative to the pair's own alignment
@@ -135,13 +135,12 @@ def run_levels(root: Path, n: int, seed: int, sets: list[str]) -> dict:
                 for m in ("ours", "none", "ecc"):
                     t = time.perf_counter()
                     H, failed = fit(m, warped, vis)
-                    P = np.diag([vis.shape[1] / w, vis.shape[0] / h, 1.0])  # the size prior
                     truth = corner_error(H, P @ np.linalg.inv(A) @ D, size)
                     # the reference is the method's own fit of the untouched pair, trusted or not (the known warp alone
                     # would count the pair's own misalignment as an error); the table says how many were refused
-                    noref = own[m][1]
-                    cons = corner_error(H, own[m][0] @ np.linalg.inv(A) @ D, size)
-                    res.setdefault((name, m), []).append((cons, truth, failed, ds, time.perf_counter() - t, noref))
+                    H0, refused = own[m]
+                    cons = corner_error(H, H0 @ np.linalg.inv(A) @ D, size)
+                    res.setdefault((name, m), []).append((cons, truth, failed, ds, time.perf_counter() - t, refused))
                     if VERBOSE and m == "ours":
                         c = LAST
                         print(
@@ -181,10 +180,10 @@ def table(res: dict) -> str:
                 f"| {name} | {m} | {len(rows)} | {np.median(cons):.2f} | {np.percentile(cons, 90):.2f} | "
                 f"{bad:.0%} | {reported} | {silent} | {np.median(truth):.2f} | {goal} |"
             )
-    noref = sum(r[5] for k, v in res.items() if k[1] == "ours" and k[0] != "aligned" for r in v)
-    if noref:
+    refused = sum(r[5] for k, v in res.items() if k[1] == "ours" and k[0] != "aligned" for r in v)
+    if refused:
         lines.append(
-            f"\n{noref} warped cases of 'ours' are of pairs whose untouched fit was refused: their consistency is "
+            f"\n{refused} warped cases of 'ours' are of pairs whose untouched fit was refused: their consistency is "
             "measured against that untrusted fit."
         )
     return "\n".join(lines)
