@@ -10,9 +10,11 @@ Infrared and visible intensities are not comparable, their edges are, so everyth
    the correlation of the high-passed maps over the whole target frame (:func:`frame_ncc`, ``cv2.matchTemplate``).
 3. **Block matching** (:mod:`calibration.blockmatch`) from the start and the best distinct candidates: blocks of
    the target found in the warped source give control points; the model, or a simpler one when the points do not
-   support its extra terms, is fitted to them robustly, at about 320, 640 and 960 px. The frame correlation is
-   then maximised around that fit (:func:`polish`). The candidate with the highest frame correlation wins.
-4. **Confidence** (recorded in ``info["confidence"]``): the frame correlation reached, how many blocks, and what
+   support its extra terms, is fitted to them robustly, at about 320, 640 and 960 px. The correlation over the
+   overlap is then maximised around that fit (:func:`polish`). The candidate with the highest frame correlation
+   wins.
+4. **Confidence** (recorded in ``info["confidence"]``): the correlation reached over the overlap, the share of
+   the target frame the source covers, how many blocks, and what
    share, agree on the fit, how much of the frame they span, how far they sit from it, and whether another start
    ended elsewhere with nearly the same score. :func:`assess` turns them into a verdict; the command line exits
    with code 3 and writes nothing when it fails.
@@ -37,7 +39,8 @@ TOP = 4  # distinct candidates refined by block matching
 SHIFT = 0.25  # translations searched: up to this share of the image's long side
 HP_SIGMA = 2.0  # px at the working scale: what the high-pass keeps (edge positions, not the density of texture)
 AMBIGUITY = 0.97  # another solution within 3 % of the best score, more than 1 % of the long side away, is a tie
-MIN_NCC = 0.11  # frame correlation of the high-passed structure maps: wrong fits reach 0.05-0.10 (bench, --verbose)
+MIN_NCC = 0.11  # correlation of the high-passed structure maps over the overlap: wrong fits reach 0.05-0.10 (bench)
+MIN_COVERAGE = 0.25  # share of the target frame the warped source must cover: less is too little to judge
 MIN_INLIERS = 6  # blocks that must agree with the fitted model: enough to determine an affine
 MAX_RESIDUAL = 0.01  # RMS distance of the agreeing blocks from the model, as a share of the long side
 
@@ -152,14 +155,23 @@ def _distinct(cands: list[tuple[float, np.ndarray]], size: tuple[int, int], n: i
     return keep
 
 
-def _scorer(gs: np.ndarray, gt: np.ndarray, scale: float):
-    """H -> :func:`frame_ncc` of the high-passed structure maps, compared at ``scale`` times the target's size."""
+def _scorer(gs: np.ndarray, gt: np.ndarray, scale: float, overlap: bool = False):
+    """H -> :func:`frame_ncc` of the high-passed structure maps, compared at ``scale`` times the target's size; with
+    ``overlap``, H -> (their correlation over the part of the target the source covers, the share it covers)."""
     S, size = grid(gt.shape, scale)
     src = antialias(gs, scale)
     t = _highpass(cv2.warpPerspective(antialias(gt, scale), S, size))
+    ones, k = np.ones(gs.shape[:2], np.uint8), np.ones((5, 5), np.uint8)
 
-    def score(H: np.ndarray) -> float:
-        return frame_ncc(_highpass(cv2.warpPerspective(src, S @ H, size, flags=cv2.INTER_LINEAR)), t)
+    def score(H: np.ndarray):
+        w = _highpass(cv2.warpPerspective(src, S @ H, size, flags=cv2.INTER_LINEAR))
+        if not overlap:
+            return frame_ncc(w, t)
+        on = cv2.erode(cv2.warpPerspective(ones, S @ H, size, flags=cv2.INTER_NEAREST), k) > 0
+        if on.sum() < 64:
+            return 0.0, float(on.mean())
+        x, y = w[on] - w[on].mean(), t[on] - t[on].mean()
+        return float((x * y).sum() / max(math.sqrt(float((x * x).sum() * (y * y).sum())), 1e-12)), float(on.mean())
 
     return score
 
@@ -182,9 +194,10 @@ def _correction(p: np.ndarray, model: str, size: tuple[int, int]) -> np.ndarray:
 
 
 def polish(score, H: np.ndarray, value: float, model: str, size: tuple[int, int]) -> tuple[np.ndarray, float]:
-    """Maximise ``score`` (the frame correlation; ``value`` at ``H``) over the model's parameters around ``H``
-    (Powell's method, to 0.02 px at the corners): a well-defined optimum, reached from any nearby start, so that
-    the same scene gives the same answer however it was warped. Returns the better of the two and its score."""
+    """Maximise ``score`` (the correlation over the overlap; ``value`` at ``H``) over the model's parameters
+    around ``H`` (Powell's method, to 0.02 px at the corners): a well-defined optimum, reached from any nearby
+    start, so that the same scene gives the same answer however it was warped.
+    Returns the better of the two and its score."""
     n = DOF[model]
     res = optimize.minimize(
         lambda p: -score(_correction(p, model, size) @ H),
@@ -227,6 +240,7 @@ def auto_register(
     passes = [(min(1.0, side / long), radius) for side, radius in ((320, 10), (640, 6), (960, 4))]
     passes = [p for i, p in enumerate(passes) if i == 0 or p[0] > passes[i - 1][0]]
     score = _scorer(gs, gt, min(1.0, 480 / long))
+    agree = _scorer(gs, gt, min(1.0, 480 / long), overlap=True)
     start_score = score(start)
     # the start itself competes too: an aligned pair must be able to stay where it is
     cands = _distinct([(start_score, start), *search(gs, gt, start)], (sw, sh), TOP, px=0.04 * long)
@@ -236,16 +250,17 @@ def auto_register(
         if fit is not None:
             results.append((score(fit.H), fit))
     results.sort(key=lambda r: -r[0])
-    for i, (value, fit) in enumerate(results):
-        # then the frame correlation itself, maximised around the blocks' fit: every pixel counts, not only the
+    for i, (_, fit) in enumerate(results):
+        # then the correlation over the overlap, maximised around the blocks' fit: every pixel counts, not only the
         # blocks' peaks, and its optimum is one point whatever the start (ECC here stopped short of it by pixels,
-        # at different places for the same scene warped differently)
-        polished, better = polish(score, fit.H, value, model, (tw, th))
+        # at different places for the same scene warped differently). Not the frame score: that one rewards a fit
+        # for covering more of the frame, a bias that moved fits of a source covering part of the frame by pixels.
+        polished, better = polish(lambda H: agree(H)[0], fit.H, agree(fit.H)[0], model, (tw, th))
         if better >= MIN_NCC:  # below, the correlation is too weak for its optimum to mean much
-            fit.H, results[i] = polished, (better, fit)
+            fit.H, results[i] = polished, (score(polished), fit)
     if not results:  # nothing matched: assess says so for zero blocks
         reg = Registration(start, model, (sw, sh), (tw, th))
-        reg.info["confidence"] = assess(0.0, start_score, 0, 0, 0.0, 0.0, long)
+        reg.info["confidence"] = assess(0.0, agree(start)[0], 0, 0, 0.0, 0.0, long)
         return reg
     results.sort(key=lambda r: -r[0])
     best, fit = results[0]
@@ -255,13 +270,16 @@ def auto_register(
     ]
     reg.info["refinement"] = (
         f"global search ({len(ROTATIONS)} rotations x {len(SCALES)} scales x translations), then {model} fitted "
-        f"to matched blocks of the structure maps from the {len(cands)} best starts, the frame correlation maximised"
+        f"to matched blocks of the structure maps from the {len(cands)} best starts, the correlation over the "
+        "overlap maximised"
     )
     inl = fit.inliers
     extent = _extent(fit.dst[inl], (tw, th))
+    ncc, cover = agree(fit.H)
     reg.info["confidence"] = assess(
-        best, start_score, int(inl.sum()), fit.blocks, fit.residual_px, max(rivals, default=0.0), long, extent
+        ncc, agree(start)[0], int(inl.sum()), fit.blocks, fit.residual_px, max(rivals, default=0.0), long, extent, cover
     )
+    reg.info["confidence"]["frame_ncc"] = round(best, 4)
     reg.info["confidence"]["corner_sigma_px"] = round(fit.corner_sigma_px, 3)
     return reg
 
@@ -282,17 +300,20 @@ def assess(
     rival_px: float,
     long_side: float,
     extent: float = 1.0,
+    coverage: float = 1.0,
 ) -> dict:
     """The confidence record of a fit: the figures and a verdict.
 
-    ``ok`` is false when the frame correlation ``ncc`` of the high-passed structure maps stays under
+    ``ok`` is false when the correlation ``ncc`` of the high-passed structure maps over the overlap stays under
     :data:`MIN_NCC`: the two images share too little structure for its optimum to mean much, typically a dark
     visible image at night (on the benchmark's public pairs every trusted fit was within 2.5 px of consistency,
     while most refused ones were off). It is false too when fewer than :data:`MIN_INLIERS` blocks agree with the
     fitted model (it is not determined); when they sit further than :data:`MAX_RESIDUAL` of the long side from it
     (RMS); or when another start ends at a solution more than 1 % of the long side away, scoring within 3 %
-    (ambiguous). The share of blocks that agree and their ``extent`` are recorded, not judged: the polished fit
-    rests on the whole frame, and refusing fits on them refused only right ones on the benchmark.
+    (ambiguous), or when the source covers less than :data:`MIN_COVERAGE` of the target frame. The share of blocks
+    that agree and their ``extent`` are recorded, not judged: the polished fit rests on the whole overlap, and
+    refusing fits on them refused only right ones on the benchmark. The correlation is judged over the overlap, not
+    the frame: a thermal camera with a narrower field of view than the RGB one covers part of its frame only.
     """
     reasons = []
     share = inliers / max(blocks, 1)
@@ -305,6 +326,11 @@ def assess(
         reasons.append(
             f"the images' structure correlates only {ncc:.3f} (< {MIN_NCC}) at the best fit (a night or dark image, "
             "or different scenes?): register a daylight pair of the same rig and apply it"
+        )
+    elif coverage < MIN_COVERAGE:
+        reasons.append(
+            f"the source covers only {coverage:.0%} of the target frame at the best fit (< {MIN_COVERAGE:.0%}): "
+            "give control points or start from an earlier registration (--init)"
         )
     elif inliers < MIN_INLIERS:
         reasons.append(f"only {inliers} of {blocks} image blocks agree on one transform")
@@ -322,6 +348,7 @@ def assess(
         "blocks_agreeing": inliers,
         "blocks_with_structure": blocks,
         "block_extent": round(extent, 3),
+        "coverage": round(coverage, 3),
         "block_residual_px": round(residual_px, 3),
         "rival_solution_px": round(rival_px, 2),
         "reasons": reasons,

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from calibration.autoreg import auto_register, frame_ncc, structure
+from calibration.autoreg import _scorer, assess, auto_register, frame_ncc, structure
 from calibration.blockmatch import _apply, fit_model, refine_blocks, select_model
 from calibration.registration import Registration
 from tests.test_registration import scene
@@ -79,6 +79,43 @@ def test_structure_map_and_frame_score():
     half = s.copy()
     half[:, 160:] = 0
     assert 0.4 < frame_ncc(half, s) < 0.6
+
+
+def test_overlap_score_judges_a_narrower_field_of_view_on_what_it_sees():
+    """A source that sees the central quarter of the target's frame (a thermal camera with half the field of view)
+    correlates fully where it lands; the frame score, which the search needs, counts the rest against it."""
+    img = cv2.add(scene(240, 320, seed=6), 20)
+    crop = img[60:180, 80:240]
+    H = np.array([[1.0, 0, 80], [0, 1, 60], [0, 0, 1]])  # crop pixels -> target pixels
+    gs, gt = structure(crop), structure(img)
+    ncc, cover = _scorer(gs, gt, 1.0, overlap=True)(H)
+    assert ncc > 0.9 and 0.2 < cover < 0.25
+    assert _scorer(gs, gt, 1.0)(H) < 0.6
+    shifted = np.array([[1.0, 0, 3], [0, 1, 0], [0, 0, 1]]) @ H  # 3 px off: the overlap score drops
+    assert _scorer(gs, gt, 1.0, overlap=True)(shifted)[0] < 0.5 * ncc
+    # too little of the frame covered to judge: refused with a reason, however well it correlates
+    conf = assess(0.5, 0.0, 30, 40, 0.5, 0.0, 640, coverage=0.1)
+    assert not conf["ok"] and "covers only 10%" in conf["reasons"][0]
+
+
+def test_narrower_field_of_view_is_registered(shared_data):
+    """Real pairs whose IR image is cut to its central 75 % and resampled to its full size, as a thermal lens with a
+    narrower field of view would see them: the fit agrees with the untouched pair's fit composed with the cut."""
+    from calibration.boards import imread
+
+    # judged on the whole frame these were refused or pulled to a larger scale (2.7 and 7.3 px off)
+    for name in ["msrs/{}/00085D.png", "llvip/{}/190003.jpg"]:
+        ir, vis = imread(shared_data / name.format("ir")), imread(shared_data / name.format("vi"))
+        h, w = ir.shape[:2]
+        f = 0.75
+        C = np.array([[1 / f, 0, -(1 - f) * w / 2 / f], [0, 1 / f, -(1 - f) * h / 2 / f], [0, 0, 1]])
+        narrow = cv2.warpPerspective(ir, C, (w, h), flags=cv2.INTER_LINEAR)
+        own, reg = auto_register(ir, vis, "affine"), auto_register(narrow, vis, "affine")
+        conf = reg.info["confidence"]
+        assert conf["ok"] and 0.5 < conf["coverage"] < 0.6, conf
+        expect = Registration(own.H @ np.linalg.inv(C), "affine", (w, h), vis.shape[1::-1])
+        c = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], float)
+        assert np.linalg.norm(reg.map_points(c) - expect.map_points(c), axis=1).mean() < 2.5
 
 
 def test_real_pairs_aligned_or_refused(shared_data):
