@@ -7,6 +7,8 @@ further than a bound or does not improve the score.
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -38,9 +40,13 @@ def score(reg: Registration, source: np.ndarray, target: np.ndarray, gradients: 
     ``gradients``: the images given are already gradient magnitudes."""
     gs, gt = (source, target) if gradients else (gradient_magnitude(source), gradient_magnitude(target))
     w = warp(reg, gs)
-    mask = warp(reg, np.ones_like(gs)) > 0.999
-    a, b = w[mask] - w[mask].mean(), gt[mask] - gt[mask].mean()
-    return float((a * b).sum() / max(np.sqrt((a * a).sum() * (b * b).sum()), 1e-12))
+    return masked_ncc(w, gt, warp(reg, np.ones_like(gs)) > 0.999)
+
+
+def masked_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """Normalised cross-correlation of two same-sized maps over the pixels where ``mask`` is true."""
+    x, y = a[mask] - a[mask].mean(), b[mask] - b[mask].mean()
+    return float((x * y).sum() / max(math.sqrt(float((x * x).sum() * (y * y).sum())), 1e-12))
 
 
 def corner_shift(a: Registration, b: Registration) -> float:

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from scipy import optimize
 
-from calibration.align import corner_shift, gradient_magnitude
+from calibration.align import corner_shift, gradient_magnitude, masked_ncc
 from calibration.blockmatch import DOF, antialias, grid, refine_blocks, vertex
 from calibration.registration import Registration
 
@@ -170,8 +170,7 @@ def _scorer(gs: np.ndarray, gt: np.ndarray, scale: float, overlap: bool = False)
         on = cv2.erode(cv2.warpPerspective(ones, S @ H, size, flags=cv2.INTER_NEAREST), k) > 0
         if on.sum() < 64:
             return 0.0, float(on.mean())
-        x, y = w[on] - w[on].mean(), t[on] - t[on].mean()
-        return float((x * y).sum() / max(math.sqrt(float((x * x).sum() * (y * y).sum())), 1e-12)), float(on.mean())
+        return masked_ncc(w, t, on), float(on.mean())
 
     return score
 

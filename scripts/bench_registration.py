@@ -257,10 +257,10 @@ def main() -> None:
     a = p.parse_args()
     global VERBOSE
     VERBOSE = a.verbose
-    root = resolve_data_root(a.data)
-    t = time.perf_counter()
     if not 0 <= a.narrow < 1:
         p.error(f"--narrow {a.narrow}: give the central share of the IR image the narrower lens sees, in (0, 1)")
+    root = resolve_data_root(a.data)
+    t = time.perf_counter()
     res = run_levels(root, a.pairs, a.seed, a.sets.split(","), a.narrow)
     print(table(res))
     print()
