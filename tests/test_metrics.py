@@ -92,6 +92,15 @@ def test_identical_inputs(conv):
         assert m["CE"].item() == 0
 
 
+def test_tang2022_strengths_take_a_correctly_rounded_square_root():
+    """MATLAB's sqrt is IEEE's (correctly rounded) and Qabf's tie rule compares strengths for exact equality, so a
+    root one ulp off flips ties: torch's vectorised float64 sqrt on an AVX-512 CPU rounds the first value up."""
+    from fusion.metrics.tang2022 import _sqrt_ieee
+
+    x = torch.cat([torch.tensor([14.981837754709726], dtype=torch.float64), torch.rand(10_000, dtype=torch.float64)])
+    assert _sqrt_ieee(x).tolist() == [math.sqrt(v) for v in x.tolist()]
+
+
 def test_published_nabf_scores_infrared_as_fused():
     f, v, i = levels(1, 1, 30, 30, seed=23), levels(1, 1, 30, 30, seed=24), levels(1, 1, 30, 30, seed=25)
     published = compute_metrics(f, v, i, ["Nabf_published"], "tang")["Nabf_published"]
