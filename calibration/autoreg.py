@@ -4,7 +4,8 @@ Infrared and visible intensities are not comparable, their edges are, so everyth
 (:func:`structure`: gradient magnitude saturated at its 90th percentile, zero-mean):
 
 1. **Scale prior.** The source is first mapped onto the target frame by the ratio of the image sizes (a thermal
-   640x512 image onto a 1280x1024 RGB grid starts at scale 2), or by an earlier registration (``init``).
+   640x512 image onto a 1280x1024 RGB grid starts at scale 2), or by an earlier registration (``init``). Frames of
+   different aspect ratios start from square pixels as well (:func:`priors`).
 2. **Global search** at a working resolution of about 192 px: for each rotation (default ±20°, 2.5° steps) and
    scale (0.70-1.43 around the prior, 13 log steps), every translation up to a quarter of the frame is scored by
    the correlation of the high-passed maps over the whole target frame (:func:`frame_ncc`, ``cv2.matchTemplate``).
@@ -35,7 +36,7 @@ from calibration.registration import Registration
 SEARCH_SIDE = 192
 ROTATIONS = tuple(np.arange(-20.0, 20.01, 2.5))
 SCALES = tuple(np.exp(np.arange(-6, 7) * 0.06))  # 0.70-1.43, 1 included
-TOP = 4  # distinct candidates refined by block matching
+TOP = 4  # distinct candidates refined by block matching (with one start: the start and the search's 3 best)
 SHIFT = 0.25  # translations searched: up to this share of the image's long side
 HP_SIGMA = 2.0  # px at the working scale: what the high-pass keeps (edge positions, not the density of texture)
 AMBIGUITY = 0.97  # another solution within 3 % of the best score, more than 1 % of the long side away, is a tie
@@ -78,6 +79,21 @@ def prior(source_size: tuple[int, int], target_size: tuple[int, int]) -> np.ndar
     """The 3x3 map of the source frame onto the target frame (the same field of view): per-axis size ratios."""
     (sw, sh), (tw, th) = source_size, target_size
     return np.diag([tw / sw, th / sh, 1.0])
+
+
+def priors(source_size: tuple[int, int], target_size: tuple[int, int]) -> list[np.ndarray]:
+    """The starts that the image sizes suggest: :func:`prior` (one image resized to the other's frame) and, when
+    the aspect ratios differ, square pixels, centre on centre, at the widths' ratio and at the heights' ratio.
+    A 640x512 thermal camera beside a 1024x1024 RGB one sees a different share of the scene along each axis:
+    stretching it by 1.6 x 2.0 puts every edge outside the search's reach. Which axis the two cameras share is
+    not known, and the search reaches 0.70-1.43 of a start's scale, so both ratios start a search (1.6 and 2.0;
+    483x227 beside 227x227: 0.47 and 1)."""
+    (sw, sh), (tw, th) = source_size, target_size
+    P = prior(source_size, target_size)
+    if abs(math.log(P[0, 0] / P[1, 1])) < 0.02:  # the same aspect ratio (to rounding): one start
+        return [P]
+    centred = [[s, 0, (tw - 1) / 2 - s * (sw - 1) / 2, 0, s, (th - 1) / 2 - s * (sh - 1) / 2] for s in np.diag(P)[:2]]
+    return [P, *(np.array([*c, 0, 0, 1.0]).reshape(3, 3) for c in centred)]
 
 
 def _about_centre(theta_deg: float, scale: float, cx: float, cy: float) -> np.ndarray:
@@ -215,24 +231,30 @@ def auto_register(
     Args:
         source, target: images (grey or BGR, any dtype); their sizes may differ.
         model: translation, similarity, affine or homography.
-        init: an earlier registration of this rig to start from (default: the size prior).
+        init: an earlier registration of this rig to start from (default: the size priors, :func:`priors`).
 
     Returns:
         The registration, with ``info["confidence"]`` (see :func:`assess`) and ``info["refinement"]``.
     """
     sh, sw = source.shape[:2]
     th, tw = target.shape[:2]
-    start = init.H if init is not None else prior((sw, sh), (tw, th))
-    k = math.sqrt(abs(np.linalg.det(start[:2, :2])))
+    starts = [init.H] if init is not None else priors((sw, sh), (tw, th))
+    k = math.sqrt(abs(np.linalg.det(starts[0][:2, :2])))  # the stretched prior's: the others' geometric mean
     if abs(math.log(k)) > math.log(1.25):  # another resolution: resample the source to the target's scale first
         small = cv2.resize(source, (max(8, round(sw * k)), max(8, round(sh * k))), interpolation=cv2.INTER_CUBIC)
         U = np.array([[small.shape[1] / sw, 0, 0], [0, small.shape[0] / sh, 0], [0, 0, 1.0]])
         U[:2, 2] = (np.diag(U)[:2] - 1) / 2  # pixel centres: x' = (x + 0.5) f - 0.5
-        init2 = Registration(start @ np.linalg.inv(U), model, small.shape[1::-1], (tw, th))
-        reg = auto_register(small, target, model, init2)
+        reg = _register(small, target, model, [S @ np.linalg.inv(U) for S in starts])
         out = Registration(reg.H @ U, model, (sw, sh), (tw, th), info=reg.info)
         out.info["resampled_source"] = f"{sw}x{sh} -> {small.shape[1]}x{small.shape[0]} (the target's scale)"
         return out
+    return _register(source, target, model, starts)
+
+
+def _register(source: np.ndarray, target: np.ndarray, model: str, starts: list[np.ndarray]) -> Registration:
+    """:func:`auto_register` once the source is at about the target's scale, from ``starts`` (source -> target)."""
+    sh, sw = source.shape[:2]
+    th, tw = target.shape[:2]
     gs, gt = structure(source), structure(target)
     long = max(tw, th)
     # block matching at about 320, 640 and 960 px: coarse passes reach far, the fine one is precise
@@ -240,9 +262,13 @@ def auto_register(
     passes = [p for i, p in enumerate(passes) if i == 0 or p[0] > passes[i - 1][0]]
     score = _scorer(gs, gt, min(1.0, 480 / long))
     agree = _scorer(gs, gt, min(1.0, 480 / long), overlap=True)
-    start_score = score(start)
-    # the start itself competes too: an aligned pair must be able to stay where it is
-    cands = _distinct([(start_score, start), *search(gs, gt, start)], (sw, sh), TOP, px=0.04 * long)
+    scored = sorted(((score(S), S) for S in starts), key=lambda c: -c[0])
+    start = scored[0][1]  # the better size prior: what the gain is measured from
+    # the starts themselves compete too: an aligned pair must be able to stay where it is
+    found = [c for S in starts for c in search(gs, gt, S)]
+    # every start, and the search's best: a second size prior takes no place from the search
+    n = TOP - 1 + len(starts)
+    cands = _distinct([*scored, *sorted(found, key=lambda c: -c[0])], (sw, sh), n, px=0.04 * long)
     results = []
     for _, H in cands:
         fit = refine_blocks(gs, gt, H, model, passes)

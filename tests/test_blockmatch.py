@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from calibration.autoreg import _scorer, assess, auto_register, frame_ncc, structure
+from calibration.autoreg import _scorer, assess, auto_register, frame_ncc, priors, structure
 from calibration.blockmatch import _apply, fit_model, refine_blocks, select_model
 from calibration.registration import Registration
 from tests.test_registration import scene
@@ -116,6 +116,39 @@ def test_narrower_field_of_view_is_registered(shared_data):
         expect = Registration(own.H @ np.linalg.inv(C), "affine", (w, h), vis.shape[1::-1])
         c = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], float)
         assert np.linalg.norm(reg.map_points(c) - expect.map_points(c), axis=1).mean() < 2.5
+
+
+def test_size_priors_of_another_aspect_ratio_add_square_pixels():
+    """Same aspect ratio (to rounding): one start, the frames resized onto each other. 640x512 onto 1024x1024: also
+    square pixels at the widths' ratio and at the heights' ratio, centre on centre."""
+    assert len(priors((640, 480), (1280, 960))) == len(priors((505, 351), (252, 175))) == 1
+    stretch, *square = priors((640, 512), (1024, 1024))
+    np.testing.assert_allclose(stretch, np.diag([1.6, 2.0, 1.0]))
+    for S, s in zip(square, (1.6, 2.0), strict=True):
+        np.testing.assert_allclose(S[:2, :2], s * np.eye(2))
+        np.testing.assert_allclose(S @ [319.5, 255.5, 1], [511.5, 511.5, 1])
+
+
+@pytest.mark.parametrize("crop", ["square", "wide"])
+def test_thermal_of_another_aspect_ratio_is_registered(shared_data, crop):
+    """A 640x512 thermal image beside a 1024x1024 (or 1280x720) RGB one, the RGB cut from the middle of the
+    pair's 1280x1024 frame: the fit agrees with the untouched pair's fit composed with the resize and the cut.
+    From the stretched size prior alone (1.6 x 2.0, or 2.0 x 1.41) both were refused at correlation 0.02-0.04,
+    111 and 224 px off."""
+    from calibration.boards import imread
+
+    ir, vis = (imread(shared_data / "llvip" / d / "190006.jpg") for d in ("ir", "vi"))
+    own = auto_register(ir, vis, "affine")
+    small = cv2.resize(ir, (640, 512), interpolation=cv2.INTER_AREA)
+    U = np.array([[2, 0, 0.5], [0, 2, 0.5], [0, 0, 1.0]])  # 640x512 -> 1280x1024, pixel centres
+    cut, T = (vis[:, 128:1152], [-128, 0]) if crop == "square" else (vis[152:872], [0, -152])
+    reg = auto_register(small, cut, "affine")
+    assert reg.info["confidence"]["ok"], reg.info["confidence"]
+    expect = Registration(
+        np.array([[1, 0, T[0]], [0, 1, T[1]], [0, 0, 1.0]]) @ own.H @ U, "affine", (640, 512), cut.shape[1::-1]
+    )
+    c = np.array([[0, 0], [639, 0], [0, 511], [639, 511]], float)
+    assert np.linalg.norm(reg.map_points(c) - expect.map_points(c), axis=1).mean() < 3.0
 
 
 def test_real_pairs_aligned_or_refused(shared_data):
