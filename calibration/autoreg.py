@@ -92,8 +92,11 @@ def priors(source_size: tuple[int, int], target_size: tuple[int, int]) -> list[n
     P = prior(source_size, target_size)
     if abs(math.log(P[0, 0] / P[1, 1])) < 0.02:  # the same aspect ratio (to rounding): one start
         return [P]
-    centred = [[s, 0, (tw - 1) / 2 - s * (sw - 1) / 2, 0, s, (th - 1) / 2 - s * (sh - 1) / 2] for s in np.diag(P)[:2]]
-    return [P, *(np.array([*c, 0, 0, 1.0]).reshape(3, 3) for c in centred)]
+    cx, cy = (tw - 1) / 2, (th - 1) / 2
+    square = [
+        np.array([[s, 0, cx - s * (sw - 1) / 2], [0, s, cy - s * (sh - 1) / 2], [0, 0, 1]]) for s in np.diag(P)[:2]
+    ]
+    return [P, *square]
 
 
 def _about_centre(theta_deg: float, scale: float, cx: float, cy: float) -> np.ndarray:

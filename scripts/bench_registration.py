@@ -40,7 +40,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from calibration.autoreg import auto_register
+from calibration.autoreg import auto_register, prior
 from calibration.boards import imread
 from calibration.register import eval_flows, read_points
 from calibration.registration import Registration
@@ -101,7 +101,7 @@ def grey(img: np.ndarray) -> np.ndarray:
 def fit(method: str, ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, bool]:
     """(H, reported failure) of one method."""
     (sh, sw), (th, tw) = ir.shape[:2], vis.shape[:2]
-    P = np.diag([tw / sw, th / sh, 1.0])
+    P = prior((sw, sh), (tw, th))
     if method == "none":
         return P, False
     if method == "ecc":  # plain OpenCV ECC: intensities, one level, affine, from the size prior
@@ -134,7 +134,7 @@ def run_levels(root: Path, n: int, seed: int, sets: list[str], narrow: float = 0
             ir, vis = imread(pairs[i].ir), imread(pairs[i].vis)
             h, w = ir.shape[:2]
             own = {m: fit(m, ir, vis) for m in ("ours", "none", "ecc")}
-            P = np.diag([vis.shape[1] / w, vis.shape[0] / h, 1.0])  # the size prior
+            P = prior((w, h), vis.shape[1::-1])
             for m, (H0, failed) in own.items():
                 moved = corner_error(H0, P, (w, h))
                 res.setdefault(("aligned", m), []).append((moved, moved, failed, ds))
