@@ -137,27 +137,39 @@ def convert(name: str, obj: dict) -> dict[str, torch.Tensor]:
     return _apply_rules(_unwrap(obj), _SWINFUSION_RULES, _swin_drop)
 
 
-def official_uint8(name: str, raw: torch.Tensor) -> np.ndarray:
-    """What the official test script of ``name`` saves for a raw network output.
+def official_levels(name: str, raw: torch.Tensor) -> tuple[np.ndarray, str]:
+    """The grey levels the official test script of ``name`` computes before its cast to uint8, in its precision.
 
     Args:
         raw: (1, 1, H, W) output of ``model.forward_raw`` of a network built with :data:`OFFICIAL_CONFIG`
             (DenseFuse on 0-255, the others on 0-1).
 
     Returns:
-        (H, W) uint8, the PNG's pixels.
+        ((H, W) float levels on 0-255, and how the script casts them: ``"trunc"`` or ``"round"`` half to even).
+        A level within float noise of a cast boundary (an integer for ``"trunc"``, a half for ``"round"``) may land
+        on either side on another CPU: the official code itself does not give the same PNG everywhere there.
     """
     x = raw.detach().float().cpu()[0, 0]
     if name == "densefuse":  # clamp(0, 255), numpy astype('uint8'): truncation
-        return x.clamp(0, 255).numpy().astype(np.uint8)
+        return x.clamp(0, 255).numpy(), "trunc"
     if name == "swinfusion":  # util.tensor2uint: clamp(0, 1) * 255, np.round (half to even)
-        return np.round(x.clamp(0, 1).numpy() * 255.0).astype(np.uint8)
+        return x.clamp(0, 1).numpy() * 255.0, "round"
     if name == "cddfuse":  # (x - min) / (max - min) * 255 in float32, then imageio's image_as_uint in float64
         span = torch.max(x) - torch.min(x)
         x = (x - torch.min(x)) / span if span > 0 else torch.zeros_like(x)
         fi = (x * 255).numpy().astype(np.float64)
         lo, hi = fi.min(), fi.max()
         if hi == lo:
-            return np.zeros(fi.shape, np.uint8)
-        return ((fi - lo) / (hi - lo) * 255 + 0.499999999).astype(np.uint8)
+            return np.zeros(fi.shape), "trunc"
+        return (fi - lo) / (hi - lo) * 255 + 0.499999999, "trunc"
     raise RgbtError(f"{name} has no official mode; it is available for {', '.join(OFFICIAL_CONFIG)}")
+
+
+def official_uint8(name: str, raw: torch.Tensor) -> np.ndarray:
+    """What the official test script of ``name`` saves for a raw network output: :func:`official_levels`, cast.
+
+    Returns:
+        (H, W) uint8, the PNG's pixels.
+    """
+    levels, cast = official_levels(name, raw)
+    return (np.round(levels) if cast == "round" else levels).astype(np.uint8)
