@@ -162,10 +162,10 @@ def run_levels(root: Path, n: int, seed: int, sets: list[str], narrow: float = 0
                     x0, y0 = (vis.shape[1] - side) // 2, (vis.shape[0] - side) // 2
                     target, T[:2, 2] = vis[y0 : y0 + side, x0 : x0 + side], (-x0, -y0)
                 size = warped.shape[1::-1]
+                inside = target.shape[1::-1] if lv.get("square") else None  # the IR reaches beyond the cut
                 for m in ("ours", "none", "ecc"):
                     t = time.perf_counter()
                     H, failed = fit(m, warped, target)
-                    inside = target.shape[1::-1] if lv.get("square") else None  # the IR reaches beyond the cut
                     truth = corner_error(H, T @ P @ np.linalg.inv(A) @ D, size, inside)
                     # the reference is the method's own fit of the untouched pair, trusted or not (the known warp alone
                     # would count the pair's own misalignment as an error); the table says how many were refused

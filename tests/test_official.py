@@ -44,8 +44,9 @@ def assert_official_png(name: str, ours: np.ndarray, png: np.ndarray, ref_raw: n
     """``ours`` is the official PNG, except by one grey level where the official code's own level lies within float
     noise of the cast's boundary: there the CPU decides (the fixtures' README; an AMD EPYC here flips 0-4 pixels
     of a crop that an AVX-512 Intel machine reproduces exactly)."""
-    assert np.array_equal(official_uint8(name, torch.from_numpy(ref_raw)[None, None]), png)  # the cast is exact
-    levels, cast = official_levels(name, torch.from_numpy(ref_raw)[None, None])
+    ref = torch.from_numpy(ref_raw)[None, None]
+    assert np.array_equal(official_uint8(name, ref), png)  # the cast is exact
+    levels, cast = official_levels(name, ref)
     edge = levels - 0.5 if cast == "round" else levels
     near = (np.abs(edge - np.round(edge)) < FLOAT_NOISE) & (levels > 0) & (levels < 255)  # not the clamped ones
     diff = ours.astype(int) - png.astype(int)
