@@ -62,12 +62,14 @@ def cmd_fuse(a: argparse.Namespace) -> None:
 
     if a.official and a.bits != 8:
         raise RgbtError("--official writes what the official script writes, 8-bit PNGs; drop --bits 16")
+    if a.official and a.norm16:
+        raise RgbtError("--official reads 8-bit images as the authors' script does; drop --norm16 (or --official)")
     if Path(a.ir).resolve() == Path(a.vis).resolve():
         raise RgbtError(f"--ir and --vis are the same folder ({a.ir}); give the infrared and the visible folders")
     check_out_apart(a.out, [a.ir, a.vis])
     device = _device(a.device)
     pairs = find_pairs(a.ir, a.vis)
-    model = build_method(a.method, ckpt=a.ckpt, tile=_tile(a.tile), official=a.official)
+    model = build_method(a.method, ckpt=a.ckpt, tile=_tile(a.tile), official=a.official, weights=a.weights)
     norm = Norm16.parse(a.norm16) if a.norm16 else None
     rep = fuse_pairs(
         model,
@@ -119,7 +121,8 @@ def cmd_demo(a: argparse.Namespace) -> None:
         from fusion.methods import available_methods
 
         cfg.methods = available_methods() if a.methods == "all" else [m.strip() for m in a.methods.split(",")]
-    timed_demo(cfg, a.out, a.data, _device(a.device))
+        cfg.skip_missing = a.methods == "all"  # methods named one by one must run
+    timed_demo(cfg, a.out, a.data, _device(a.device), a.weights)
 
 
 def cmd_calibrate(a: argparse.Namespace) -> None:
@@ -208,10 +211,17 @@ def cmd_register(a: argparse.Namespace) -> None:
 
 
 def cmd_methods(a: argparse.Namespace) -> None:
-    from fusion.methods import METHODS
+    from fusion.methods import CLASSICAL
+    from fusion.models.zoo import ZOO, find_weights
 
-    for name, (_, desc) in METHODS.items():
-        print(f"{name:12s} {desc}")
+    print("| method | paper | parameters | weights found | the authors publish theirs at |")
+    print("|---|---|---:|---|---|")
+    for name, (_, desc) in CLASSICAL.items():
+        print(f"| {name} | {desc} (classical) | - | - | - |")
+    for name, m in ZOO.items():
+        found = find_weights(name, a.weights)
+        where = found.describe() if found else "none (see rgbt fuse --method " + name + ")"
+        print(f"| {name} | {m.paper} | {m.params:,} | {where} | {m.source or '-'} |")
 
 
 def cmd_export(a: argparse.Namespace) -> None:
@@ -221,10 +231,28 @@ def cmd_export(a: argparse.Namespace) -> None:
         raise RgbtError(f"{a.out} exists; pass --overwrite to replace it")
     import hashlib
 
-    model = load_model(a.ckpt)
+    from fusion.models import weight_files
+    from fusion.models.zoo import ZOO
+
+    config = {}
+    if a.method:
+        from fusion.methods import LEARNED
+
+        if a.method not in LEARNED:
+            raise RgbtError(f"--method {a.method}: not a learned method; choose one of {', '.join(LEARNED)}")
+        config = ZOO[a.method].config
+    src = Path(a.ckpt)
+    files = weight_files(src, ZOO[a.method].files if a.method else ()) if src.is_dir() else [src]
+    model = load_model(src, expect=ZOO[a.method].family if a.method else None, files=tuple(f.name for f in files)
+                       if src.is_dir() else (), **config)  # fmt: skip
     meta = dict(kv.split("=", 1) for kv in a.meta or [])
-    sha = hashlib.sha256(Path(a.ckpt).read_bytes()).hexdigest()
-    meta = {"source": os.path.basename(a.ckpt), "source_format": model.source, "source_sha256": sha} | meta
+    sha = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+    meta = {
+        "source": ", ".join(sha),
+        "source_format": model.source,
+        "source_sha256": next(iter(sha.values())) if len(sha) == 1 else sha,
+        **({"method": a.method} if a.method else {}),
+    } | meta
     print(f"{model.name}: wrote {save_weights(model, a.out, meta)} (from {model.source})")
 
 
@@ -256,7 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: GPU if present)")
     f.add_argument("--norm16", help="scaling of 16-bit inputs: fixed, fixed:LO:HI, minmax, percentile:LO:HI")
     f.add_argument("--bits", type=int, choices=(8, 16), default=8, help="PNG bit depth of the output")
-    f.add_argument("--ckpt", help="learned methods: weight file or rgbt fit checkpoint (default weights/<method>.pt)")
+    f.add_argument(
+        "--ckpt",
+        help="learned methods: weight file, rgbt fit checkpoint, or the authors' file(s) (a file or their folder); "
+        "default: the authors' weights where found, else ours (rgbt methods lists them)",
+    )
     f.add_argument(
         "--tile",
         type=int,
@@ -266,8 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--official",
         action="store_true",
-        help="densefuse, swinfusion, cddfuse: reproduce the official test script (its padding, scaling and 8-bit "
-        "conversion; no tiling), e.g. with the authors' checkpoint in --ckpt",
+        help="learned methods but ddcgan: reproduce the authors' test script (its reading, scaling, padding, 8-bit "
+        "conversion and colour; no tiling), e.g. with the authors' weights (docs/zoo.md)",
+    )
+    f.add_argument(
+        "--weights",
+        help="folder of the authors' weight files laid out as official_weights/<method>/ (searched before "
+        "$RGBT_WEIGHTS and <data root>/official_weights)",
     )
     f.set_defaults(func=cmd_fuse)
 
@@ -301,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--limit", type=int, help="at most this many pairs per dataset")
     d.add_argument("--methods", help="comma-separated methods, or 'all' (default: those fast on a CPU)")
     d.add_argument("--device", default="auto", help="cpu, cuda ... (default: GPU if present)")
+    d.add_argument("--weights", help="folder of the authors' weight files to search first (as rgbt fuse --weights)")
     d.set_defaults(func=cmd_demo)
 
     c = sub.add_parser("calibrate", help="calibrate one camera or a stereo pair from board images")
@@ -356,8 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="write a checkpoint's network (rgbt fit or an official file) as a weight file for rgbt fuse"
     )
     x.add_argument(
-        "--ckpt", required=True, help="checkpoint written by rgbt fit, or an official DenseFuse/SwinFusion/CDDFuse file"
+        "--ckpt", required=True, help="checkpoint written by rgbt fit, or the authors' file(s) (a file or their folder)"
     )
+    x.add_argument("--method", help="the zoo method the weights are for (its settings, e.g. ifcnn_mean's rule)")
     x.add_argument("--out", required=True, help="weight file to write, e.g. weights/swinfusion.pt")
     x.add_argument("--meta", nargs="*", help="KEY=VALUE notes stored in the file (data, steps, command)")
     x.add_argument("--overwrite", action="store_true")
@@ -373,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     from fusion.experiment.cli import add_parser as add_experiment
 
     add_experiment(sub)
-    m = sub.add_parser("methods", help="list the fusion methods")
+    m = sub.add_parser("methods", help="list the fusion methods, their papers and the weights found")
+    m.add_argument("--weights", help="folder of the authors' weight files to search first (as rgbt fuse --weights)")
     m.set_defaults(func=cmd_methods)
     return p
 

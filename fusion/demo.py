@@ -14,9 +14,14 @@ from fusion.evaluate import collect_fused, evaluate_pairs, markdown_table, write
 from fusion.figure import comparison_figure, save_figure
 from fusion.fuse import fuse_pairs
 from fusion.io import read_image
-from fusion.methods import available_methods, build_method
+from fusion.methods import CLASSICAL, build_method
+from fusion.models.zoo import ZOO, find_weights
 
-SLOW_ON_CPU = ("ddcgan", "swinfusion", "cddfuse")
+
+def fast_methods() -> list[str]:
+    """The demo's default set: the classical methods and every network that fuses a pair in about 2 s or less on a
+    2-core CPU (``fast`` in :mod:`fusion.models.zoo`); networks whose weights are not found are left out then."""
+    return list(CLASSICAL) + [name for name, m in ZOO.items() if m.fast]
 
 
 @dataclass
@@ -24,9 +29,9 @@ class DemoConfig:
     """What the demo runs. ``experiments/demo.yaml`` spells out these defaults."""
 
     datasets: list[str] = field(default_factory=lambda: ["tno", "roadscene/test", "msrs"])
-    # Every method that fuses a pair in about a second on a CPU; ddcgan, swinfusion and cddfuse take 10-60 s per pair
-    # there: add them (--methods all) on a GPU.
-    methods: list[str] = field(default_factory=lambda: [m for m in available_methods() if m not in SLOW_ON_CPU])
+    # Every method that fuses a pair in about 2 s or less on a 2-core CPU (fast_methods); ddcgan, swinfusion and
+    # cddfuse take 3-20 s per pair there: add them (--methods all) on a GPU.
+    methods: list[str] = field(default_factory=fast_methods)
     # The set most tables print (CDDFuse, Table 1); None: every metric of the convention.
     metrics: list[str] | None = field(default_factory=lambda: ["EN", "SD", "SF", "MI", "SCD", "VIF", "Qabf", "SSIM"])
     convention: str = "standard"
@@ -34,6 +39,7 @@ class DemoConfig:
         default_factory=lambda: {"tno": "03", "roadscene/test": "FLIR_04593", "msrs": "00055D"}
     )
     limit: int | None = None  # at most this many pairs per dataset (None: all)
+    skip_missing: bool = True  # leave out networks whose weights are not found (False: fail, as rgbt fuse does)
 
     def __post_init__(self) -> None:
         for key in ("datasets", "methods"):
@@ -67,6 +73,7 @@ def run_demo(
     data: str | None = None,
     progress: bool = True,
     device: str = "cpu",
+    weights: str | None = None,
 ) -> dict:
     """Run the demo; returns paths of what it wrote and the rows it scored.
 
@@ -74,16 +81,23 @@ def run_demo(
     ``comparison.png``); the demo replaces its own earlier outputs there.
     """
     out = Path(out)
-    for m in cfg.methods:
-        build_method(m)  # fail on a bad name before any work
-    rows, figure_rows, timings = [], [], {m: 0.0 for m in cfg.methods}
+    methods, models = [], {}
+    for m in cfg.methods:  # build every method before any work: a bad name or missing weights fail here
+        if m in ZOO and cfg.skip_missing and find_weights(m, weights) is None:
+            print(f"{m}: no weights found, left out (rgbt methods says where to put the authors' files)", flush=True)
+            continue
+        models[m] = build_method(m, weights=weights) if m in ZOO else build_method(m)
+        methods.append(m)
+        if m in ZOO:
+            src = getattr(getattr(models[m], "model", models[m]), "source", "?")
+            print(f"{m}: {src}", flush=True)
+    rows, figure_rows, timings = [], [], {m: 0.0 for m in methods}
     for ds in cfg.datasets:
         pairs = dataset_pairs(dataset_dir(ds, data))[: cfg.limit]
         fused = {}
-        for m in cfg.methods:
+        for m in methods:
             target = out / "fused" / _slug(ds) / m
-            model = build_method(m)
-            rep = fuse_pairs(model, pairs, target, method=m, overwrite=True, progress=progress, device=device)
+            rep = fuse_pairs(models[m], pairs, target, method=m, overwrite=True, progress=progress, device=device)
             timings[m] += rep.seconds
             print(f"{ds}: {m} fused {len(rep.written)} pairs in {rep.seconds:.1f} s", flush=True)  # also when piped
             fused[m] = collect_fused(target)[m]
@@ -100,7 +114,7 @@ def run_demo(
         sample = cfg.figure_samples.get(ds)
         pair = next((p for p in pairs if p.name == sample), pairs[0])
         row = [("IR " + pair.name, read_image(pair.ir, grey=True)[0]), ("visible", read_image(pair.vis)[0])]
-        row += [(m, read_image(fused[m][pair.name])[0]) for m in cfg.methods]
+        row += [(m, read_image(fused[m][pair.name])[0]) for m in methods]
         figure_rows.append(row)
     csv_path = write_csv(rows, out / "metrics.csv", overwrite=True)
     fig_path = out / "comparison.png"
@@ -108,13 +122,13 @@ def run_demo(
     n = len({r.image for r in rows})
     print("fusion time (s, all datasets): " + ", ".join(f"{m} {t:.1f}" for m, t in timings.items()))
     print(
-        f"wrote {n} pairs x {len(cfg.methods)} methods under {short(out / 'fused')}, "
+        f"wrote {n} pairs x {len(methods)} methods under {short(out / 'fused')}, "
         f"scores in {short(csv_path)}, figure in {short(fig_path)}"
     )
     return {"csv": csv_path, "figure": fig_path, "rows": rows}
 
 
-def timed_demo(cfg: DemoConfig, out: str | Path, data: str | None, device: str = "cpu") -> None:
+def timed_demo(cfg: DemoConfig, out: str | Path, data: str | None, device: str = "cpu", weights: str | None = None):
     t0 = time.perf_counter()
-    run_demo(cfg, out, data, device=device)
+    run_demo(cfg, out, data, device=device, weights=weights)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s")

@@ -8,14 +8,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from fusion.color import merge_luma, split_luma
 from fusion.data import Pair
 from fusion.errors import NonFiniteOutput, RgbtError, short
-from fusion.io import Norm16, atomic_write_bytes, inspect_image, probe_writable, read_image, write_png, write_png_array
+from fusion.io import Norm16, atomic_write_bytes, inspect_image, probe_writable, read_image, write_png_array
 from fusion.models import Tiled
 from fusion.strips import Strips, fuse_to_array
 
@@ -104,21 +104,21 @@ def _tiling(model: nn.Module) -> dict | None:
 
 
 @torch.no_grad()
-def fuse_official(model: nn.Module, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-    """Fuse one (1, C, H, W) visible and (1, 1, H, W) infrared image with a network built with ``official=True``;
-    colour in, colour out.
+def fuse_official(model: nn.Module, pair: Pair) -> np.ndarray:
+    """The authors' test script on one pair, for a network built with ``official=True``: what it saves, as a
+    (H, W) or (H, W, 3) uint8 array in BGR order (its family's ``official``: reading, scaling, network, rounding or
+    truncation and colour as the script does them). Other models fuse through :func:`fusion.strips.fuse_to_array`.
 
-    Its raw output goes through the official test script's conversion to 8 bits
-    (:func:`fusion.models.official.official_uint8`), and the result holds exactly those grey levels (the visible
-    luminance is first rounded to 8 bits, as the official grey readers give it). Other models fuse through
-    :func:`fusion.strips.fuse_to_array`.
+    Raises:
+        RgbtError: the model has no official mode.
     """
-    from fusion.models.official import official_uint8
+    from fusion.models.zoo import FAMILIES
 
-    y, cbcr = split_luma(vis)
-    y = torch.round(y * 255) / 255
-    q = official_uint8(model.name, model.forward_raw(y, ir))
-    return merge_luma(torch.from_numpy(q.astype("float32") / 255)[None, None].to(vis.device), cbcr)
+    fam = FAMILIES.get(getattr(model, "name", None))
+    if fam is None or fam.official is None:
+        raise RgbtError(f"{getattr(model, 'name', model)} has no official mode")
+    out = fam.official(model.cpu(), Path(pair.ir), Path(pair.vis)).image
+    return np.ascontiguousarray(out[:, :, ::-1]) if out.ndim == 3 else out
 
 
 def fuse_image(
@@ -134,16 +134,17 @@ def fuse_image(
 ) -> dict:
     """Fuse one pair into the PNG ``target`` (written atomically) and return its manifest record: the inputs and
     how each was scaled to [0, 1]. ``rgbt fuse`` and ``rgbt experiment`` fuse every image through this."""
-    # the visible image stays uint8 (a quarter of the memory); fuse_to_array converts it strip by strip
-    vis, vinfo = read_image(pair.vis, norm16=norm16, keep_uint8=not official)
-    ir, iinfo = read_image(pair.ir, grey=True, norm16=norm16)
-    try:
-        if official:
-            write_png(target, fuse_official(model, vis.to(device), ir.to(device)).cpu(), bits)
-        else:
+    if official:  # the script reads the files itself
+        vinfo, iinfo = inspect_image(pair.vis), inspect_image(pair.ir)
+        write_png_array(target, fuse_official(model, pair))
+    else:
+        # the visible image stays uint8 (a quarter of the memory); fuse_to_array converts it strip by strip
+        vis, vinfo = read_image(pair.vis, norm16=norm16, keep_uint8=True)
+        ir, iinfo = read_image(pair.ir, grey=True, norm16=norm16)
+        try:
             write_png_array(target, fuse_to_array(model, vis.to(device), ir.to(device), bits))
-    except NonFiniteOutput:
-        raise RgbtError(f"{method} produced NaN on {short(pair.ir)}; check the inputs and the checkpoint") from None
+        except NonFiniteOutput:
+            raise RgbtError(f"{method} produced NaN on {short(pair.ir)}; check the inputs and the checkpoint") from None
     return {
         "ir": str(pair.ir),
         "vis": str(pair.vis),

@@ -229,6 +229,52 @@ def read_image(
     return t, info
 
 
+READERS = ("pil:L", "pil:RGB", "cv2:grey", "cv2:bgr", "cv2:bgr-float-grey")
+
+
+def read_as(path: str | Path, reader: str) -> np.ndarray:
+    """Decode an 8-bit image exactly as an authors' test script reads it (``rgbt fuse --official``).
+
+    Grey conversions differ between libraries by one level on many pixels (PIL's ``convert('L')``, OpenCV's
+    ``IMREAD_GRAYSCALE`` and ``cvtColor`` on uint8 or on float), so each script's own call is made here.
+
+    Args:
+        reader: ``"pil:L"`` / ``"pil:RGB"`` (``Image.open(p).convert(mode)``), ``"cv2:grey"`` (``cv2.imread(p,
+            cv2.IMREAD_GRAYSCALE)``), ``"cv2:bgr"`` (``cv2.imread(p)``, BGR) or ``"cv2:bgr-float-grey"``
+            (``cv2.cvtColor(cv2.imread(p).astype('float32'), cv2.COLOR_BGR2GRAY)``, float32 levels).
+
+    Returns:
+        (H, W) or (H, W, 3) uint8 (float32 for ``cv2:bgr-float-grey``), as the library returns it.
+
+    Raises:
+        RgbtError: missing, corrupt or 16-bit file (the scripts read 8-bit images).
+    """
+    path = Path(path)
+    img = _decode(path)  # every check read_image makes, with our one-line messages
+    if img.dtype != np.uint8:
+        raise RgbtError(
+            f"{short(path)} is 16-bit; --official reads 8-bit images as the authors' script does: convert it to "
+            "8 bits first, or drop --official (rgbt fuse --norm16 scales 16-bit images)"
+        )
+    if reader.startswith("pil:"):
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with quiet_stderr(), Image.open(io.BytesIO(path.read_bytes())) as im:
+                return np.array(im.convert(reader[4:]))
+        except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError):
+            raise RgbtError(f"{short(path)}: PIL cannot decode this image; replace or remove it") from None
+    buf = np.fromfile(path, dtype=np.uint8)
+    if reader == "cv2:grey":
+        return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if reader == "cv2:bgr":
+        return bgr
+    if reader == "cv2:bgr-float-grey":
+        return cv2.cvtColor(bgr.astype(np.float32), cv2.COLOR_BGR2GRAY)
+    raise ValueError(f"unknown reader {reader!r}; one of {READERS}")
+
+
 def rgb_to_grey(x: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) RGB -> (B, 1, H, W) luminance with the BT.601 weights used by YCbCr."""
     w = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)

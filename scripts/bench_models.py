@@ -1,78 +1,157 @@
-"""Benchmark the learned fusion networks: parameters, FLOPs, time and peak memory per image, CPU and GPU.
+"""Benchmark the learned fusion networks: parameters, FLOPs, time and peak memory per pair, CPU and GPU.
 
-    python scripts/bench_models.py                      # every model, 640x480, CPU (and GPU when present)
-    python scripts/bench_models.py --official --sizes 640x480,1280x1024   # official modes beside the official code
-    python scripts/bench_models.py --models densefuse --sizes 1024x768 --repeats 5
+    python scripts/bench_models.py                                  # every zoo method, 640x480, ours, CPU (+ GPU)
+    python scripts/bench_models.py --official --official-code ~/official_code   # beside the authors' code
+    python scripts/bench_models.py --models seafusion,lrrnet --sizes 1024x768 --repeats 5
     python scripts/bench_models.py --models densefuse --sizes 4096x3072 --tile 1024 --repeats 1   # large images
 
-Modes (``--official`` adds the last two for densefuse, swinfusion and cddfuse):
-- ``ours``: the network as ``rgbt fuse`` runs it by default;
-- ``official``: as ``rgbt fuse --official`` runs it: the official test script's scaling, padding and arithmetic
-  (DenseFuse and CDDFuse bit for bit, so the PNGs equal the official ones; SwinFusion within 2e-6);
-- ``official-fast``: the same computation with channels-last feature maps (DenseFuse): outputs within float
-  rounding of the official ones (raw rtol 1e-5), not bit for bit. CDDFuse's ``ours`` is already this: the
-  official computation with channels-last maps (its official script adds only a per-image min-max stretch).
-The ``official code`` column is the official implementation's time on this machine at 640x480
-(``shared/docs/method-notes.md``: 2 cores, quiet machine); the ratio is official time / ours. Neighbouring load
-slows every run, so compare figures taken in one quiet run.
-
-FLOPs come from torch's flop counter (2 per multiply-add, attention included) on the meta device. Each
-(model, device) runs in its own process so that peak memory is that model's alone: the process's maximum
-resident set on CPU, ``torch.cuda.max_memory_allocated`` on GPU. Times are the median of ``--repeats`` runs after
-one warm-up, with random weights (speed does not depend on them).
+Modes:
+- ``ours``: the network as ``rgbt fuse`` runs it by default (the family's settings for the authors' weights, the
+  fast path: folded batch norms, fused kernels, channels-last maps; tiles above 1024 px);
+- ``official``: as ``rgbt fuse --official`` runs it: the authors' arithmetic, bit for bit with their code (the
+  network part of their test script; reading and saving excluded, as for the authors' column);
+- ``authors``: the authors' own network code (``--official-code DIR``: one folder per family at the commit
+  ``--official`` follows, and ``shims/`` for timm and torchvision stand-ins; see docs/zoo.md), called as their test
+  script calls it. Never part of the project.
+Ratios are the authors' time over ours. Neighbouring load slows every run, so compare figures taken in one quiet
+run; each cell runs in its own process (peak memory is that model's alone: the process's maximum resident set on
+CPU, ``torch.cuda.max_memory_allocated`` on GPU). Times are the median of ``--repeats`` runs after one warm-up, with
+random weights (speed does not depend on them). FLOPs come from torch's flop counter (2 per multiply-add) on the meta
+device.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
-# the official implementations on this machine, 640x480 pair, CPU, 2 cores: seconds, peak GB (method-notes.md)
-OFFICIAL_640x480 = {"densefuse": (0.68, 0.8), "cddfuse": (38.4, 2.1), "swinfusion": (52.5, 2.7)}
-MODES = {
-    "ours": {},
-    "official": {"densefuse": {"strategy": "mean", "official": True}, "swinfusion": {"official": True},
-                 "cddfuse": {"exact": True}},
-    "official-fast": {"densefuse": {"strategy": "mean", "official": True, "exact": False}},
-}  # fmt: skip
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def build(name: str, mode: str = "ours") -> torch.nn.Module:
-    from fusion.models import MODELS
+def build(method: str, mode: str = "ours") -> torch.nn.Module:
+    """Our network for ``method`` with random weights, as ``rgbt fuse`` builds it in ``mode``."""
+    from fusion.methods.learned import AUTO_TILE, WHOLE
+    from fusion.models import MODELS, Tiled
+    from fusion.models.zoo import FAMILIES, ZOO
 
-    return MODELS[name](**MODES[mode].get(name, {})).eval()
+    m = ZOO[method]
+    fam = FAMILIES.get(m.family)
+    config = {**(fam.native if fam else {}), **m.config, **(fam.exact if mode == "official" and fam else {})}
+    model = MODELS[m.family](**config).eval()
+    return model if mode == "official" else Tiled(model, AUTO_TILE[m.family], 32, whole=WHOLE)
 
 
-def modes_for(name: str, official: bool) -> list[str]:
-    return ["ours"] + [m for m in ("official", "official-fast") if official and name in MODES[m]]
+def official_call(model: torch.nn.Module, method: str):
+    """What ``--official`` runs through the network: forward_raw (IFCNN: its three-channel forward)."""
+    if method.startswith("ifcnn"):
+        return lambda v, i: model.forward_rgb(v.expand(-1, 3, -1, -1), i.expand(-1, 3, -1, -1))
+    return model.forward_raw
 
 
-def flops(name: str, h: int, w: int, mode: str = "ours") -> float:
+def authors(method: str, code: Path):
+    """The authors' network for ``method`` (random weights) and how their test script calls it, on (1, 1, H, W) in
+    [0, 1]. Imports from ``code/<family>`` (their repository) and ``code/shims``."""
+    from fusion.models.zoo import ZOO
+
+    fam = ZOO[method].family
+    root = code / fam
+    sys.path[:0] = [str(root), str(code / "shims")]
+    if fam == "densefuse":
+        net = importlib.import_module("net").DenseFuse_net(1, 1).eval()
+        return lambda v, i: net.decoder(net.fusion(net.encoder(i * 255), net.encoder(v * 255)))[0]
+    if fam == "seafusion":
+        net = importlib.import_module("FusionNet").FusionNet(output=1).eval()
+        return net
+    if fam == "ifcnn":
+        rule = {"max": 0, "sum": 1, "mean": 2}[ZOO[method].config["rule"]]
+        net = importlib.import_module("model").myIFCNN(fuse_scheme=rule).eval()
+        return lambda v, i: net(v.expand(-1, 3, -1, -1), i.expand(-1, 3, -1, -1))
+    if fam == "tardal":
+        net = importlib.import_module("modules.generator").Generator(dim=32, depth=3)
+        net.train(ZOO[method].config.get("batch_stats", False))  # tardal.pt runs without --eval
+        return lambda v, i: net(i, v).clip(0.0, 1.0)
+    if fam == "didfuse":
+        mod = importlib.import_module("DIDFuse")
+        enc, dec = mod.AE_Encoder().eval(), mod.AE_Decoder().eval()
+
+        def run(v, i):
+            fi, fv = enc(i), enc(v)
+            return dec(*(a + b for a, b in zip(fi, fv, strict=True)))
+
+        return run
+    if fam == "ydtr":
+        net = importlib.import_module("Networks.net").MODEL(in_channel=1).eval()
+        return lambda v, i: net(i, v)
+    if fam == "datfuse":
+        net = importlib.import_module("Networks.network").MODEL(in_channel=2).eval()
+        return lambda v, i: net(torch.cat((i, v), 1))
+    if fam == "lrrnet":
+        net = importlib.import_module("net_lista").LRR_NET(3, 128, 1, 1, 4, "cat").eval()
+        return lambda v, i: net(i * 255, v * 255)["fuse"]
+    if fam == "reconet":
+        net = importlib.import_module("archive.model").Fuser(loop_num=3, feather_num=64).eval()
+        return lambda v, i: net([i, v])[0][-1]
+    if fam == "cddfuse":
+        mod = importlib.import_module("net")
+        enc, dec = mod.Restormer_Encoder().eval(), mod.Restormer_Decoder().eval()
+        base, detail = mod.BaseFeatureExtraction(dim=64, num_heads=8).eval(), mod.DetailFeatureExtraction(1).eval()
+
+        def run(v, i):
+            vb, vd, _ = enc(v)
+            ib, id_, _ = enc(i)
+            return dec(v, base(vb + ib), detail(vd + id_))[0]
+
+        return run
+    if fam == "swinfusion":
+        mod = importlib.import_module("models.network_swinfusion1")
+        net = mod.SwinFusion(upscale=1, in_chans=1, img_size=128, window_size=8, img_range=1.0, depths=[6, 6, 6, 6],
+                             embed_dim=60, num_heads=[6, 6, 6, 6], mlp_ratio=2, upsampler=None,
+                             resi_connection="1conv").eval()  # fmt: skip
+
+        def run(v, i):
+            h, w = v.shape[-2:]
+            ph, pw = (h // 8 + 1) * 8 - h, (w // 8 + 1) * 8 - w
+            pad = lambda x: torch.cat([x, x.flip(-1)[..., :pw]], -1)  # noqa: E731 (the script's symmetric padding)
+            a, b = (pad(torch.cat([x, x.flip(-2)[..., :ph, :]], -2)) for x in (i, v))
+            return net(a, b)[..., :h, :w]
+
+        return run
+    raise SystemExit(f"no adapter for the authors' {fam}")
+
+
+def flops(method: str, h: int, w: int, mode: str = "ours") -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.device("meta"):
-        model = build(name, mode)
+        model = build(method, mode)
         vis, ir = torch.rand(1, 1, h, w), torch.rand(1, 1, h, w)
+    fn = model if mode == "ours" else official_call(model, method)
     with FlopCounterMode(display=False) as fc, torch.no_grad():
-        model.forward_raw(vis, ir) if mode != "ours" else model(vis, ir)
+        fn(vis, ir)
     return fc.get_total_flops()
 
 
-def run_one(name: str, device: str, h: int, w: int, repeats: int, tile: int = 0, mode: str = "ours") -> dict:
-    """Time one model on one device (called in a fresh process); ``tile`` > 0 fuses in tiles of that side."""
-    from fusion.models import Tiled
-
+def run_one(method: str, device: str, h: int, w: int, repeats: int, tile: int, mode: str, code: str) -> dict:
+    """Time one (method, mode) on one device (called in a fresh process)."""
     torch.manual_seed(0)
-    model = build(name, mode).to(device)
-    model = Tiled(model, tile) if tile and mode == "ours" else model
-    fn = model if mode == "ours" else model.forward_raw  # official modes: what rgbt fuse --official runs
+    if mode == "authors":
+        fn = authors(method, Path(code))
+    else:
+        model = build(method, mode)
+        if tile and mode == "ours":
+            model.tile, model.whole = tile, 0
+        model = model.to(device)
+        fn = model if mode == "ours" else official_call(model, method)
     vis, ir = torch.rand(1, 1, h, w, device=device), torch.rand(1, 1, h, w, device=device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times = []
@@ -88,55 +167,69 @@ def run_one(name: str, device: str, h: int, w: int, repeats: int, tile: int = 0,
         peak = torch.cuda.max_memory_allocated() / 2**30
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    return {"ms": 1000 * statistics.median(times), "peak_gib": peak}
+    return {"s": statistics.median(times), "peak_gib": peak}
+
+
+def measure(method: str, device: str, mode: str, size: tuple[int, int], a: argparse.Namespace) -> dict | str:
+    cmd = [sys.executable, __file__, "--one", method, device, mode, "--sizes", f"{size[0]}x{size[1]}"]
+    cmd += ["--repeats", str(a.repeats), "--tile", str(a.tile), "--official-code", str(a.official_code or "")]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        return "failed: " + (out.stderr.strip().splitlines() or ["?"])[-1][:60]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    from fusion.models import MODELS
+    from fusion.models.zoo import ZOO
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", default=",".join(MODELS), help="comma-separated model names")
+    p.add_argument("--models", default=",".join(ZOO), help="comma-separated zoo methods (default: all)")
     p.add_argument("--sizes", default="640x480", help="comma-separated WIDTHxHEIGHT of the test pairs")
-    p.add_argument("--official", action="store_true", help="also time the official modes, beside the official code")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per model (median reported)")
+    p.add_argument("--official", action="store_true", help="also the official mode and the authors' code")
+    p.add_argument(
+        "--official-code", default=os.environ.get("RGBT_OFFICIAL_CODE"), help="the authors' code, per family"
+    )
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per cell (median reported)")
     p.add_argument("--devices", default="auto", help="cpu, cuda or cpu,cuda (auto: cuda too when present)")
-    p.add_argument("--tile", type=int, default=0, help="fuse in tiles of this side (0: whole image), e.g. 1024")
-    p.add_argument("--one", nargs=3, metavar=("MODEL", "DEVICE", "MODE"), help=argparse.SUPPRESS)
+    p.add_argument("--tile", type=int, default=0, help="ours: fuse in tiles of this side (0: as rgbt fuse does)")
+    p.add_argument("--one", nargs=3, metavar=("METHOD", "DEVICE", "MODE"), help=argparse.SUPPRESS)
     a = p.parse_args()
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in a.sizes.split(",")]
     if a.one:
         w, h = sizes[0]
-        print(json.dumps(run_one(a.one[0], a.one[1], h, w, a.repeats, a.tile, a.one[2])))
+        print(json.dumps(run_one(a.one[0], a.one[1], h, w, a.repeats, a.tile, a.one[2], a.official_code)))
         return
     devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     if a.devices != "auto":
         devices = a.devices.split(",")
-    tiling = f", tiles of {a.tile} px (32 px context)" if a.tile else ""
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, grey pairs, batch 1{tiling}")
+    modes = ["ours"] + (["official"] + (["authors"] if a.official_code else []) if a.official else [])
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, grey pairs, batch 1")
     if "cuda" in devices:
         print(f"GPU: {torch.cuda.get_device_name()}")
-    cols = "".join(f" | {d} s | {d} peak GiB" for d in devices)
-    print(f"\n| model | mode | size | parameters | GFLOPs{cols} | official code s | official / ours |")
-    print("|---|---|---|---:|---:|" + "---:|---:|" * len(devices) + "---:|---:|")
-    for name in a.models.split(","):
-        params = sum(q.numel() for q in build(name).parameters())
+    if a.official and not a.official_code:
+        print("(no --official-code: the authors' code is not timed)")
+    cols = "".join(f" | {d} {m} s" for d in devices for m in modes) + "".join(f" | {d} {m} GiB" for d in devices
+                                                                              for m in modes)  # fmt: skip
+    ratio = " | authors / official | authors / ours" if "authors" in modes else ""
+    print(f"\n| method | size | parameters | GFLOPs{cols}{ratio} |")
+    print("|---|---|---:|---:|" + "---:|" * (2 * len(devices) * len(modes) + (2 if ratio else 0)))
+    for method in a.models.split(","):
         for w, h in sizes:
-            for mode in modes_for(name, a.official):
-                row = f"| {name} | {mode} | {w}x{h} | {params:,} | {flops(name, h, w, mode) / 1e9:.0f}"
-                cpu_s = None
-                for d in devices:
-                    cmd = [sys.executable, __file__, "--one", name, d, mode, "--sizes", f"{w}x{h}"]
-                    cmd += ["--repeats", str(a.repeats), "--tile", str(a.tile)]
-                    out = subprocess.run(cmd, capture_output=True, text=True)
-                    if out.returncode:
-                        row += " | failed | " + out.stderr.strip().splitlines()[-1][:40]
-                        continue
-                    r = json.loads(out.stdout.strip().splitlines()[-1])
-                    cpu_s = r["ms"] / 1000 if d == "cpu" else cpu_s
-                    row += f" | {r['ms'] / 1000:.3f} | {r['peak_gib']:.2f}"
-                ref = OFFICIAL_640x480.get(name) if (w, h) == (640, 480) and mode != "ours" else None
-                ratio = f"{ref[0] / cpu_s:.2f}x" if ref and cpu_s else "-"
-                print(row + f" | {ref[0] if ref else '-'} | {ratio} |", flush=True)
+            res = {(d, m): measure(method, d, m, (w, h), a) for m in modes for d in devices}
+            t = [r["s"] if isinstance(r, dict) else None for r in res.values()]
+            mem = [r["peak_gib"] if isinstance(r, dict) else None for r in res.values()]
+            row = f"| {method} | {w}x{h} | {ZOO[method].params:,} | {flops(method, h, w) / 1e9:.0f}"
+            row += "".join(f" | {x:.3f}" if x is not None else " | -" for x in t)
+            row += "".join(f" | {x:.2f}" if x is not None else " | -" for x in mem)
+            if ratio:
+                c = {m: res[("cpu", m)] for m in modes}
+                ok = all(isinstance(c[m], dict) for m in modes)
+                row += f" | {c['authors']['s'] / c['official']['s']:.2f}x | {c['authors']['s'] / c['ours']['s']:.2f}x" \
+                    if ok else " | - | -"  # fmt: skip
+            print(row + " |", flush=True)
+            for k, r in res.items():
+                if isinstance(r, str):
+                    print(f"  {method} {k}: {r}", flush=True)
 
 
 if __name__ == "__main__":

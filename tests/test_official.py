@@ -17,13 +17,12 @@ import torch
 from fusion.cli import main as rgbt
 from fusion.errors import RgbtError
 from fusion.models import CDDFuse, load_model, save_weights
-from fusion.models.official import convert, detect, official_levels, official_uint8
+from fusion.models.official import near_boundary
+from fusion.models.zoo import FAMILIES
+from tests.test_zoo import assert_official
 
 MODELS = ("densefuse", "swinfusion", "cddfuse")
 ATOL = {"densefuse": 1e-3, "swinfusion": 1e-5, "cddfuse": 1e-5}  # DenseFuse's raw output is on 0..255
-# grey levels: raw outputs within the tolerance above (atol + 1e-5 |raw|) give levels at most 0.0036 (DenseFuse)
-# and 0.0051 (SwinFusion, x 255) apart, so only a level this close to the cast's boundary can flip
-FLOAT_NOISE = 0.006
 
 
 @pytest.fixture(scope="module")
@@ -40,21 +39,6 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-def assert_official_png(name: str, ours: np.ndarray, png: np.ndarray, ref_raw: np.ndarray) -> None:
-    """``ours`` is the official PNG, except by one grey level where the official code's own level lies within float
-    noise of the cast's boundary: there the CPU decides (the fixtures' README; an AMD EPYC here flips 0-4 pixels
-    of a crop that an AVX-512 Intel machine reproduces exactly)."""
-    ref = torch.from_numpy(ref_raw)[None, None]
-    assert np.array_equal(official_uint8(name, ref), png)  # the cast is exact
-    levels, cast = official_levels(name, ref)
-    edge = levels - 0.5 if cast == "round" else levels
-    near = (np.abs(edge - np.round(edge)) < FLOAT_NOISE) & (levels > 0) & (levels < 255)  # not the clamped ones
-    diff = ours.astype(int) - png.astype(int)
-    assert ours.shape == png.shape and ours.dtype == png.dtype
-    assert np.abs(diff).max() <= 1, f"{name}: off by {np.abs(diff).max()} grey levels"
-    assert not (diff != 0)[~near].any(), f"{name}: {int(((diff != 0) & ~near).sum())} pixels differ off a boundary"
-
-
 def _grey(path) -> torch.Tensor:
     img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     return torch.from_numpy(img.astype(np.float32) / 255)[None, None]
@@ -64,41 +48,31 @@ def _grey(path) -> torch.Tensor:
 @pytest.mark.parametrize("name", MODELS)
 def test_official_outputs_match(official, one_thread, name, pair):
     model = load_model(official / name / "official_random.pth", expect=name, official=True)
-    assert model.source == f"official {name} checkpoint"
-    vis, ir = _grey(official / "inputs" / f"vi_{pair}.png"), _grey(official / "inputs" / f"ir_{pair}.png")
+    assert model.source == f"authors' {name} weights"
+    ir_p, vi_p = official / "inputs" / f"ir_{pair}.png", official / "inputs" / f"vi_{pair}.png"
     with torch.no_grad():
-        raw = model.forward_raw(vis, ir)[0, 0].numpy()
+        raw = model.forward_raw(_grey(vi_p), _grey(ir_p))[0, 0].numpy()
     ref = np.load(official / name / f"out_{pair}_raw.npy")
     assert raw.shape == ref.shape
     np.testing.assert_allclose(raw, ref, rtol=1e-5, atol=ATOL[name])
+    res = FAMILIES[name].official(model, ir_p, vi_p)
     png = cv2.imread(str(official / name / f"out_{pair}.png"), cv2.IMREAD_UNCHANGED)
-    assert_official_png(name, official_uint8(name, torch.from_numpy(raw)[None, None]), png, ref)
+    assert_official(res.image, png, res.near, f"{name} {pair}")
 
 
-def test_png_tolerance_allows_only_boundary_flips(official):
-    ref = np.load(official / "densefuse" / "out_a_raw.npy")
-    png = cv2.imread(str(official / "densefuse" / "out_a.png"), cv2.IMREAD_UNCHANGED)
-    levels, _ = official_levels("densefuse", torch.from_numpy(ref)[None, None])
-    frac = np.abs(levels - np.round(levels))
-    inner = (levels > 1) & (levels < 254)
-    at = np.unravel_index(np.argmin(np.where(inner, frac, 1.0)), frac.shape)  # nearest a boundary
-    off = np.unravel_index(np.argmax(np.where(inner, frac, 0.0)), frac.shape)  # mid-way between two
-    flipped = png.copy()
-    flipped[at] = int(png[at]) + (1 if np.round(levels[at]) > levels[at] else -1)  # across the boundary: allowed
-    assert_official_png("densefuse", flipped, png, ref)
-    wrong = png.copy()
-    wrong[off] += 1  # mid-way between two boundaries: float noise cannot do that
-    with pytest.raises(AssertionError, match="off a boundary"):
-        assert_official_png("densefuse", wrong, png, ref)
-    with pytest.raises(AssertionError, match="off by 2"):
-        assert_official_png("densefuse", np.where(png < 250, png + 2, png).astype(np.uint8), png, ref)
+def test_png_tolerance_uses_the_scripts_cast(official):
+    """The grey levels the DenseFuse script truncates: a level just under an integer is at risk, one mid-way is not."""
+    ref = np.load(official / "densefuse" / "out_a_raw.npy").clip(0, 255)
+    near = near_boundary(ref, "trunc")
+    frac = np.abs(ref - np.round(ref))
+    assert near[(frac < 0.006) & (ref > 1)].all() and not near[frac > 0.01].any()
 
 
 def test_fast_cddfuse_within_tolerance(official):
     """Our default CDDFuse (channels-last, fused layer norms) differs from the official code by float rounding."""
     ckpt = torch.load(official / "cddfuse" / "official_random.pth", weights_only=True)
     model = CDDFuse().eval()
-    model.load_state_dict(convert("cddfuse", ckpt))
+    model.load_state_dict(FAMILIES["cddfuse"].convert({"": ckpt}))
     vis, ir = _grey(official / "inputs" / "vi_b.png"), _grey(official / "inputs" / "ir_b.png")
     with torch.no_grad():
         out = model(vis, ir)[0, 0].numpy()
@@ -117,15 +91,17 @@ def test_rgbt_fuse_official_writes_the_official_pngs(official, tmp_path, one_thr
         ckpt = official / name / "official_random.pth"
         assert rgbt(["fuse", "--method", name, "--ckpt", str(ckpt), "--official", "--ir", str(ir_dir),
                      "--vis", str(vi_dir), "--out", str(out)]) == 0  # fmt: skip
+        model = load_model(ckpt, official=True)
         for p in "ab":
             ours = cv2.imread(str(out / f"{p}.png"), cv2.IMREAD_UNCHANGED)
             png = cv2.imread(str(official / name / f"out_{p}.png"), cv2.IMREAD_UNCHANGED)
-            assert_official_png(name, ours, png, np.load(official / name / f"out_{p}_raw.npy"))
+            near = FAMILIES[name].official(model, ir_dir / f"{p}.png", vi_dir / f"{p}.png").near
+            assert_official(ours, png, near, f"{name} {p}")
 
 
 def test_swinfusion_formats_params_wrapper_and_module_prefix(official, tmp_path):
     sd = torch.load(official / "swinfusion" / "official_random.pth", weights_only=True)
-    assert detect(sd) == "swinfusion" and len(sd) == 448
+    assert FAMILIES["swinfusion"].detect(sd) == "" and len(sd) == 448
     wrapped = tmp_path / "10000_E.pth"
     torch.save({"params": {f"module.{k}": v for k, v in sd.items()}}, wrapped)
     a = load_model(official / "swinfusion" / "official_random.pth")
@@ -136,7 +112,7 @@ def test_swinfusion_formats_params_wrapper_and_module_prefix(official, tmp_path)
 def test_unknown_format_and_wrong_method_are_one_line(official, tmp_path):
     odd = tmp_path / "odd.pth"
     torch.save({"encoder.weight": torch.zeros(3)}, odd)
-    with pytest.raises(RgbtError, match="not a known weight format; expected .*CDDFuse_IVF.pth") as e:
+    with pytest.raises(RgbtError, match="not a known weight format; expected .*CDDFuse_IVF.pth.*SeAFusion") as e:
         load_model(odd, expect="cddfuse")
     assert "\n" not in str(e.value)
     with pytest.raises(RgbtError, match="holds a cddfuse model, not swinfusion"):
@@ -189,7 +165,7 @@ def test_export_converts_an_official_file_and_records_where_it_came_from(officia
     out = tmp_path / "cddfuse.pt"
     assert rgbt(["export", "--ckpt", str(official / "cddfuse" / "official_random.pth"), "--out", str(out)]) == 0
     meta = torch.load(out, weights_only=True)["meta"]
-    assert meta["source_format"] == "official cddfuse checkpoint" and len(meta["source_sha256"]) == 64
+    assert meta["source_format"] == "authors' cddfuse weights" and len(meta["source_sha256"]) == 64
     a, b = load_model(official / "cddfuse" / "official_random.pth"), load_model(out, expect="cddfuse")
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 

@@ -54,6 +54,7 @@ class Method:
     ckpt: str | None = None
     official: bool = False
     fused: dict[str, str] = field(default_factory=dict)  # dataset -> folder of this method's images
+    weights: str = ""  # a learned method's weights: "authors", "ours" or "exported" (tables mark ours)
 
     @property
     def external(self) -> bool:
@@ -149,7 +150,9 @@ def _methods(entry: dict | str, datasets: list[Dataset], root: Path | None, path
                 f"{short(path)}: unknown method '{name}'; use one of {', '.join(available_methods())} "
                 "or give fused: a folder of its images"
             )
-        return [Method(name, entry.get("ckpt"), bool(entry.get("official", False)))]
+        return [
+            Method(name, entry.get("ckpt"), bool(entry.get("official", False)), weights=_weights(name, entry, path))
+        ]
     per_ds = fused if isinstance(fused, dict) else {ds.name: fused for ds in datasets}
     unknown = set(per_ds) - {ds.name for ds in datasets}
     if unknown:
@@ -167,6 +170,28 @@ def _methods(entry: dict | str, datasets: list[Dataset], root: Path | None, path
             for m in collect_fused(folder, names):
                 found.setdefault(m, {})[ds.name] = str(folder)
     return [Method(m, fused=f) for m, f in found.items()]
+
+
+def _weights(name: str, entry: dict, path: Path) -> str:
+    """Which weights a learned method will fuse with ("" for a classical one); missing weights fail here, before any
+    work, with the line ``rgbt fuse`` would print."""
+    from fusion.methods import LEARNED
+    from fusion.models import read_checkpoint
+    from fusion.models.zoo import require_weights
+
+    if name not in LEARNED:
+        return ""
+    ckpt = entry.get("ckpt")
+    if not ckpt:
+        return require_weights(name).kind
+    p = Path(ckpt)
+    if p.is_dir():
+        return "authors"
+    try:
+        obj = read_checkpoint(p, "fix ckpt:")
+    except RgbtError as e:
+        raise RgbtError(f"{short(path)}: method {name}: {e}") from None
+    return "ours" if isinstance(obj, dict) and "fusion_model" in obj else "authors"
 
 
 def method_files(folder: str | Path, method: str, names: list[str]) -> dict[str, Path]:

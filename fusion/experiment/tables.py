@@ -114,10 +114,16 @@ def _cells(spec: Spec, rows: list[Entry], latex: bool) -> list[list[str]]:
     return out
 
 
-def _label(e: Entry, latex: bool) -> str:
+def _ours(spec: Spec) -> set[str]:
+    """Methods fused with our own weights (short CPU runs) rather than the authors'."""
+    return {m.name for m in spec.methods if getattr(m, "weights", "") == "ours"}
+
+
+def _label(e: Entry, latex: bool, ours: set[str] = frozenset()) -> str:
     name = latex_escape(e.method) if latex else e.method
     if not e.published:
-        return f"{name} ({e.n})" if not latex else name
+        star = ("$^*$" if latex else "*") if e.method in ours else ""
+        return f"{name}{star} ({e.n})" if not latex else name + star
     return f"{name}$^\\dagger$" if latex else f"{name} (published)"
 
 
@@ -131,11 +137,14 @@ def markdown(spec: Spec, dataset: str, rows: list[Entry]) -> str:
         f"| method (pairs) | {' | '.join(head)} |",
         "|---|" + "---:|" * len(head),
     ]
+    ours = _ours(spec)
     for e, cells in zip(rows, _cells(spec, rows, False), strict=True):
-        lines.append(f"| {_label(e, False)} | {' | '.join(cells)} |")
+        lines.append(f"| {_label(e, False, ours)} | {' | '.join(cells)} |")
     notes = [f"convention: {spec.convention}", "mean ± std over the pairs" if spec.std else "mean over the pairs"]
     if any(e.published for e in rows):
         notes.append("(published): the paper's values; Δ = ours − published")
+    if ours & {e.method for e in rows}:
+        notes.append("*: our weights (short CPU runs, weights/README.md), not the authors'")
     notes.append("bold: best, underlined: second")
     return "\n".join(lines) + "\n\n" + "; ".join(notes) + ".\n"
 
@@ -160,6 +169,9 @@ def latex(spec: Spec, dataset: str, rows: list[Entry]) -> str:
     )
     if any(e.published for e in rows):
         caption += " $^\\dagger$: published values; in brackets, ours $-$ published."
+    ours = _ours(spec)
+    if ours & {e.method for e in rows}:
+        caption += " $^*$: our weights (short CPU runs), not the authors'."
     lines = [
         "\\begin{table}[t]",
         "\\centering",
@@ -171,7 +183,7 @@ def latex(spec: Spec, dataset: str, rows: list[Entry]) -> str:
         "\\midrule",
     ]
     for e, cells in zip(rows, _cells(spec, rows, True), strict=True):
-        lines.append(_label(e, True) + " & " + " & ".join(cells) + " \\\\")
+        lines.append(_label(e, True, ours) + " & " + " & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
     return "\n".join(lines) + "\n"
 

@@ -19,6 +19,7 @@ from fusion.methods.classical import (
     WeightedAverageFusion,
 )
 from fusion.methods.learned import learned
+from fusion.models.zoo import ZOO
 from fusion.strips import Strips
 
 __all__ = [
@@ -32,18 +33,18 @@ __all__ = [
 ]
 
 # name -> (factory, one-line description)
-METHODS: dict[str, tuple[Callable[..., nn.Module], str]] = {
+CLASSICAL: dict[str, tuple[Callable[..., nn.Module], str]] = {
     "average": (AverageFusion, "pixel-wise mean"),
     "max": (MaxFusion, "pixel-wise maximum"),
     "weighted": (WeightedAverageFusion, "global average weighted by each source's contrast"),
     "laplacian": (LaplacianPyramidFusion, "Laplacian pyramid, max-abs details, mean base"),
     "gff": (GuidedFilterFusion, "guided-filtering fusion (Li, Kang and Hu, TIP 2013)"),
-    "densefuse": (learned("densefuse"), "DenseFuse autoencoder, l1-norm strategy (Li and Wu, TIP 2019)"),
-    "ddcgan": (learned("ddcgan"), "DDcGAN generator (Ma et al., TIP 2020)"),
-    "swinfusion": (learned("swinfusion"), "SwinFusion transformer (Ma et al., JAS 2022)"),
-    "cddfuse": (learned("cddfuse"), "CDDFuse, Restormer + INN decomposition (Zhao et al., CVPR 2023)"),
 }
-LEARNED = ("densefuse", "ddcgan", "swinfusion", "cddfuse")
+METHODS: dict[str, tuple[Callable[..., nn.Module], str]] = {
+    **CLASSICAL,
+    **{name: (learned(name), m.paper) for name, m in ZOO.items()},  # the learned networks: fusion.models.zoo
+}
+LEARNED = tuple(ZOO)
 
 
 def available_methods() -> list[str]:
@@ -54,9 +55,10 @@ def available_methods() -> list[str]:
 def build_method(name: str, **kwargs) -> nn.Module:
     """Instantiate the fusion method ``name`` in eval mode.
 
-    Learned methods take ``ckpt`` (weight file, checkpoint or official checkpoint; default ``weights/<name>.pt``),
-    ``tile`` and ``overlap`` (see :func:`fusion.models.tiled_forward`) and ``official`` (behave as the official
-    test script, see :mod:`fusion.models.official`); classical ones take none of these.
+    Learned methods take ``ckpt`` (weight file, checkpoint or the authors' files; default: the weights
+    :func:`fusion.models.zoo.find_weights` finds), ``weights`` (a folder of the authors' files to search first),
+    ``tile`` and ``overlap`` (see :func:`fusion.models.tiled_forward`) and ``official`` (run as the authors' test
+    script, see :mod:`fusion.models.official`); classical ones take none of these.
 
     Raises:
         RgbtError: unknown name (the message lists the known ones).
@@ -67,7 +69,7 @@ def build_method(name: str, **kwargs) -> nn.Module:
         if name not in LEARNED and kwargs.get(opt):
             raise RgbtError(f"--{opt} applies to learned methods ({', '.join(LEARNED)}), not {name}")
     if name not in LEARNED:
-        kwargs = {k: v for k, v in kwargs.items() if k not in ("ckpt", "tile", "overlap", "official")}
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("ckpt", "tile", "overlap", "official", "weights")}
     method = METHODS[name][0](**kwargs)
     # local classical methods run in strips on large images (bounded memory, same result): fusion.strips
     return (Strips(method) if hasattr(method, "strip_context") else method).eval()

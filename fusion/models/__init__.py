@@ -5,12 +5,12 @@ Every network has ``forward(vis, ir) -> fused`` on (B, 1, H, W) tensors in [0, 1
 
 Weight files (``weights/<name>.pt``, written by ``rgbt export``) hold
 ``{"fusion_model": {"name", "config"}, "state_dict", "meta"}``; Lightning checkpoints carry the same
-``fusion_model`` entry and the network's weights under the ``model.`` prefix.
+``fusion_model`` entry and the network's weights under the ``model.`` prefix. The authors' own files load as
+they are: each family file (:mod:`fusion.models.zoo` lists them) recognises its format from the keys.
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -19,41 +19,45 @@ from torch import nn
 
 from fusion.errors import RgbtError, short, state_dict_mismatch
 from fusion.models.cddfuse import CDDFuse
+from fusion.models.datfuse import DATFuse
 from fusion.models.ddcgan import DDcGANDiscriminator, DDcGANGenerator
 from fusion.models.densefuse import DenseFuse
+from fusion.models.didfuse import DIDFuse
+from fusion.models.ifcnn import IFCNN
+from fusion.models.lrrnet import LRRNet
+from fusion.models.reconet import ReCoNet
+from fusion.models.seafusion import SeAFusion
 from fusion.models.swinfusion import SwinFusion
+from fusion.models.tardal import TarDAL
 from fusion.models.tiling import Tiled, tiled_forward
+from fusion.models.ydtr import YDTR
+from fusion.models.zoo import FAMILIES, TRAIN_ONLY, ZOO
 
 __all__ = [
     "MODELS",
+    "ZOO",
     "CDDFuse",
+    "DATFuse",
     "DDcGANDiscriminator",
     "DDcGANGenerator",
+    "DIDFuse",
     "DenseFuse",
+    "IFCNN",
+    "LRRNet",
+    "ReCoNet",
+    "SeAFusion",
     "SwinFusion",
+    "TarDAL",
     "Tiled",
-    "default_weights",
+    "YDTR",
     "load_model",
     "model_spec",
     "save_weights",
     "tiled_forward",
 ]
 
-MODELS: dict[str, type[nn.Module]] = {
-    "densefuse": DenseFuse,
-    "ddcgan": DDcGANGenerator,
-    "swinfusion": SwinFusion,
-    "cddfuse": CDDFuse,
-}
-
-
-def weights_dir() -> Path:
-    """Where the released weights live: ``$RGBT_WEIGHTS`` or the repository's ``weights/``."""
-    return Path(os.environ.get("RGBT_WEIGHTS") or Path(__file__).resolve().parents[2] / "weights")
-
-
-def default_weights(name: str) -> Path:
-    return weights_dir() / f"{name}.pt"
+MODELS: dict[str, type[nn.Module]] = {**{k: f.model for k, f in FAMILIES.items()}, **TRAIN_ONLY}
+WEIGHT_SUFFIXES = (".pt", ".pth", ".pkl", ".model", ".ckpt")
 
 
 def model_spec(model: nn.Module) -> dict:
@@ -106,48 +110,122 @@ def read_checkpoint(path: str | Path, hint: str = "check the path"):
         ) from None
 
 
-def load_model(path: str | Path, expect: str | None = None, official: bool = False, **overrides) -> nn.Module:
-    """Rebuild a network from a weight file, a Lightning checkpoint or an official checkpoint (eval mode, CPU).
+def formats() -> str:
+    """Every accepted weight format, for messages."""
+    return "an rgbt weight file or rgbt fit checkpoint, " + ", ".join(f.formats for f in FAMILIES.values())
 
-    Official files (densefuse-pytorch ``.model``, SwinFusion ``<iter>_E.pth``, ``CDDFuse_IVF.pth``) are
-    recognised by their keys (:mod:`fusion.models.official`); the model's ``source`` attribute records which
-    format the weights came from.
+
+def _authors_state(paths: list[Path], objs: list, expect: str | None) -> tuple[str, dict, str]:
+    """The family, our state_dict and a description, from the authors' file(s) (every part of one family)."""
+    found: dict[str, dict[str, tuple[Path, object]]] = {}
+    for p, obj in zip(paths, objs, strict=True):
+        hits = [(n, f.detect(obj)) for n, f in FAMILIES.items() if f.detect(obj) is not None]
+        if not hits:
+            raise RgbtError(f"{short(p)}: not a known weight format; expected {formats()}")
+        name, part = hits[0]
+        found.setdefault(name, {})[part] = (p, obj)
+    if len(found) > 1:
+        raise RgbtError(f"{', '.join(short(p) for p in paths)}: files of different networks ({', '.join(found)})")
+    name, parts = next(iter(found.items()))
+    if expect and name != expect:
+        raise RgbtError(f"{short(paths[0])} holds a {name} model, not {expect}; pass --method {name} (or its variants)")
+    fam = FAMILIES[name]
+    missing = [q for q in fam.parts if q not in parts]
+    if missing:
+        have = ", ".join(f"{q} ({short(p)})" for q, (p, _) in parts.items())
+        raise RgbtError(
+            f"{short(paths[0])}: holds {name}'s {have} but not its {', '.join(missing)}; pass the folder holding all "
+            f"of {name}'s files (see rgbt methods)"
+        )
+    state = fam.convert({q: obj for q, (_, obj) in parts.items()})
+    return name, state, f"authors' {name} weights"
+
+
+def weight_files(path: Path, files: tuple[str, ...] = ()) -> list[Path]:
+    """The files a ``--ckpt`` path stands for: the file itself, or in a folder the method's ``files`` (``|``
+    alternatives) or else every weight file there."""
+    if not path.is_dir():
+        return [path]
+    if files:
+        hits = [next((path / f for f in spec.split("|") if (path / f).is_file()), None) for spec in files]
+        if all(hits):
+            return hits
+        missing = [spec.split("|")[0] for spec, h in zip(files, hits, strict=True) if h is None]
+        raise RgbtError(f"{short(path)}: no {' or '.join(missing)} here; put the authors' file(s) in this folder")
+    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    if not found:
+        raise RgbtError(f"{short(path)}: no weight files here ({', '.join(WEIGHT_SUFFIXES)}); check the folder")
+    return found
+
+
+def load_model(
+    path: str | Path, expect: str | None = None, official: bool = False, files: tuple[str, ...] = (), **overrides
+) -> nn.Module:
+    """Rebuild a network from a weight file, a Lightning checkpoint or the authors' file(s) (eval mode, CPU).
+
+    The authors' files are recognised by their keys (each family's ``detect``); their network is built with the
+    family's ``native`` settings, so that it computes what theirs computes. The model's ``source`` attribute says
+    what the weights were.
 
     Args:
-        expect: the model name the caller wants (e.g. the ``--method``); a mismatch is an error.
-        official: build the network as the official test script runs it (:data:`official.OFFICIAL_CONFIG`).
-        overrides: constructor arguments to change (e.g. DenseFuse's ``strategy``).
+        path: a file, or a folder holding the authors' files (e.g. ``official_weights/didfuse``).
+        expect: the family the caller wants (the ``--method``'s); a mismatch is an error.
+        official: build the network with the official arithmetic (the family's ``exact`` settings).
+        files: the authors' file names to take from a folder (one method's, when the folder holds several).
+        overrides: constructor arguments to change (e.g. IFCNN's ``rule``).
 
     Raises:
-        RgbtError: missing or unreadable file, an unknown format, or the wrong model.
+        RgbtError: missing or unreadable file, an unknown format, missing parts, or the wrong model.
     """
-    from fusion.models import official as O
-
     path = Path(path)
-    ckpt = read_checkpoint(path, "train one with rgbt fit, or pass --ckpt" if expect else "check the path")
-    if isinstance(ckpt, dict) and "fusion_model" in ckpt:
+    hint = "train one with rgbt fit, or pass --ckpt" if expect else "check the path"
+    paths = weight_files(path, files) if path.exists() else [path]
+    objs = [read_checkpoint(p, hint) for p in paths]
+    if len(objs) == 1 and isinstance(objs[0], dict) and "fusion_model" in objs[0]:
+        ckpt = objs[0]
         spec, state, source = dict(ckpt["fusion_model"]), ckpt.get("state_dict", {}), "rgbt"
         if any(k.startswith("model.") for k in state):  # Lightning checkpoint: keep the network's own weights
             state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
             source = "rgbt fit checkpoint"
-    elif (fmt := O.detect(ckpt)) is not None:
-        spec, state, source = {"name": fmt, "config": {}}, O.convert(fmt, ckpt), f"official {fmt} checkpoint"
+        if expect and spec.get("name") != expect:
+            raise RgbtError(
+                f"{short(path)} holds a {spec.get('name')} model, not {expect}; pass --method {spec.get('name')}"
+            )
     else:
-        raise RgbtError(f"{short(path)}: not a known weight format; expected {O.FORMATS}")
-    if expect and spec.get("name") != expect:
-        raise RgbtError(
-            f"{short(path)} holds a {spec.get('name')} model, not {expect}; pass --method {spec.get('name')}"
-        )
+        name, state, source = _authors_state(paths, objs, expect)
+        spec = {"name": name, "config": dict(FAMILIES[name].native)}
+    name = spec.get("name")
+    check_weights(state, path)
     if official:
-        if spec.get("name") not in O.OFFICIAL_CONFIG:
-            raise RgbtError(f"{spec.get('name')} has no official mode; it exists for {', '.join(O.OFFICIAL_CONFIG)}")
-        overrides = {**O.OFFICIAL_CONFIG[spec["name"]], **overrides}
+        if name not in FAMILIES or FAMILIES[name].official is None:
+            known = ", ".join(n for n, f in FAMILIES.items() if f.official)
+            raise RgbtError(f"{name} has no official mode; it exists for {known}")
+        overrides = {**FAMILIES[name].exact, **overrides}
     spec["config"] = {**spec.get("config", {}), **overrides}
     model = build_model(spec, f"{short(path)} ")
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
         detail = state_dict_mismatch(str(e))[0]
-        raise RgbtError(f"{short(path)}: weights do not fit {spec['name']} ({detail})") from None
+        raise RgbtError(f"{short(path)}: weights do not fit {name} ({detail})") from None
     model.source = source
     return model.eval()
+
+
+def check_weights(state: dict, path: Path) -> None:
+    """Refuse weights that cannot give a valid image: non-tensors, non-floating or non-finite parameters."""
+    for k, v in state.items():
+        if not isinstance(v, torch.Tensor):
+            raise RgbtError(f"{short(path)}: '{k}' is not a tensor; re-export the weights")
+        if v.is_floating_point() or v.is_complex():
+            if v.is_complex():
+                raise RgbtError(f"{short(path)}: '{k}' holds complex numbers; these weights cannot be used")
+            if not torch.isfinite(v).all():
+                raise RgbtError(f"{short(path)}: '{k}' holds NaN or infinite values; re-download or retrain")
+        elif not k.endswith(("num_batches_tracked", "relative_position_index")):
+            raise RgbtError(f"{short(path)}: '{k}' holds {v.dtype} values where weights are floats; re-export them")
+
+
+def param_count(model: nn.Module) -> int:
+    """Values in the model's state_dict, buffers included (how the zoo counts the authors' files)."""
+    return sum(v.numel() for v in model.state_dict().values())

@@ -26,9 +26,14 @@ output is the sigmoid in [0, 1]; the official test script also min-max normalise
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from fusion.models.official import Family, OfficialImage, grey_result, to_input
 
 
 class LayerNorm2d(nn.Module):
@@ -307,3 +312,36 @@ def convert_official(ckpt: dict) -> dict[str, torch.Tensor]:
         for k, v in ckpt[part].items():
             state[f"{ours}.{k.removeprefix('module.')}"] = v
     return state
+
+
+def _detect(obj) -> str | None:
+    return "" if isinstance(obj, dict) and set(OFFICIAL_PARTS) <= set(obj) else None
+
+
+@torch.no_grad()
+def official(model: nn.Module, ir_path: Path, vis_path: Path) -> OfficialImage:
+    """Zhaozixiang1228/MMIF-CDDFuse ``test_IVF.py``: both images read by ``image_read_cv2(p, 'GRAY')`` (``cv2.imread``
+    as float32, BGR2GRAY on floats, ``np.round``) and divided by 255; the sigmoid output min-max normalised,
+    times 255, and saved by scikit-image's ``imsave`` of the time (imageio 2's conversion, which stretches a float
+    image to 0-255 again and rounds half up): a grey PNG."""
+    from fusion.io import read_as
+
+    ir = to_input(np.round(read_as(ir_path, "cv2:bgr-float-grey")).astype(np.uint8))
+    vis = to_input(np.round(read_as(vis_path, "cv2:bgr-float-grey")).astype(np.uint8))
+    x = model.forward_raw(vis, ir)[0, 0]
+    span = torch.max(x) - torch.min(x)  # (x - min) / (max - min) * 255 in float32
+    fi = ((x - torch.min(x)) / span if span > 0 else torch.zeros_like(x)) * 255
+    fi = fi.numpy().astype(np.float64)  # imageio's image_as_uint, in float64
+    lo, hi = fi.min(), fi.max()
+    levels = (fi - lo) / (hi - lo) * 255 + 0.499999999 if hi > lo else np.zeros(fi.shape)
+    return grey_result(levels, "trunc")
+
+
+FAMILY = Family(
+    name="cddfuse",
+    model=CDDFuse,
+    formats="CDDFuse_IVF.pth (DIDF_Encoder, DIDF_Decoder, BaseFuseLayer, DetailFuseLayer)",
+    detect=_detect,
+    convert=lambda parts: convert_official(parts[""]),
+    official=official,
+)

@@ -14,11 +14,15 @@ encodings with a fixed strategy and decodes (``forward``): ``"mean"`` / ``"sum"`
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fusion.models._fast import conv
 from fusion.models._util import clamp01
+from fusion.models.official import Family, OfficialImage, apply_rules, grey_result, has_keys, to_input
 
 STRATEGIES = ("mean", "sum", "l1")
 
@@ -33,20 +37,16 @@ def _conv(cin: int, cout: int, relu: bool = True) -> nn.Sequential:
 def conv_reflect(x: torch.Tensor, layer: nn.Sequential, exact: bool) -> torch.Tensor:
     """Apply one ``_conv`` layer (reflection pad, 3x3 conv, optional ReLU) to (B, C, H, W), H, W >= 2.
 
-    ``exact`` runs the layer as built. Otherwise the conv uses its own zero padding and only the four border
-    lines are recomputed from reflection-padded two-pixel strips: the same values without copying the whole map
-    into a padded one, which took as long as the convolutions themselves on a CPU.
+    ``exact`` pads the map and runs conv and ReLU as one oneDNN kernel: bit for bit the layer as built. Otherwise the
+    conv uses its own zero padding and only the border lines are recomputed from reflection-padded strips
+    (:func:`fusion.models._fast.conv`): the same values without copying the whole map into a padded one, which took
+    as long as the convolutions themselves on a CPU.
     """
+    c = layer[1]
+    act = "relu" if len(layer) > 2 else "none"
     if exact:
-        return layer(x)
-    conv = layer[1]
-    w, b = conv.weight, conv.bias
-    y = F.conv2d(x, w, b, padding=1)
-    y[..., :1, :] = F.conv2d(F.pad(x[..., :2, :], (1, 1, 1, 0), mode="reflect"), w, b)
-    y[..., -1:, :] = F.conv2d(F.pad(x[..., -2:, :], (1, 1, 0, 1), mode="reflect"), w, b)
-    y[..., :, :1] = F.conv2d(F.pad(x[..., :, :2], (1, 0, 1, 1), mode="reflect"), w, b)
-    y[..., :, -1:] = F.conv2d(F.pad(x[..., :, -2:], (0, 1, 1, 1), mode="reflect"), w, b)
-    return y.relu_() if len(layer) > 2 else y
+        return conv(F.pad(x, (1, 1, 1, 1), mode="reflect"), c.weight, c.bias, act=act, keep_layout=True)
+    return conv(x, c.weight, c.bias, 1, act=act, pad_mode="reflect", keep_layout=x.is_contiguous())
 
 
 class DenseEncoder(nn.Module):
@@ -62,8 +62,8 @@ class DenseEncoder(nn.Module):
         exact = self.memory_format == torch.contiguous_format
         # a 1-channel input cannot carry the layout, so the first conv's output sets it for the rest
         x = conv_reflect(x, self.conv1, exact).contiguous(memory_format=self.memory_format)
-        for conv in self.dense:
-            x = torch.cat([x, conv_reflect(x, conv, exact)], 1)  # dense connection: every output sees all earlier
+        for layer in self.dense:
+            x = torch.cat([x, conv_reflect(x, layer, exact)], 1)  # dense connection: every output sees all earlier
         return x
 
 
@@ -132,10 +132,53 @@ class DenseFuse(nn.Module):
 
     def forward_raw(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
         """The decoder's output before clamping, on the network's own scale (0-255 when ``official``)."""
-        b = vis.shape[0]
-        f = self.encoder(torch.cat([vis, ir]) * self.scale)  # one pass over both sources
-        out = self.decoder(fuse_features(f[:b], f[b:], self.strategy))
+        if self.exact:  # one source at a time, as the authors' script: a batch of two rounds some convolutions apart
+            f_vis, f_ir = self.encoder(vis * self.scale), self.encoder(ir * self.scale)
+        else:
+            f = self.encoder(torch.cat([vis, ir]) * self.scale)  # one pass over both sources
+            f_vis, f_ir = f[: vis.shape[0]], f[vis.shape[0] :]
+        out = self.decoder(fuse_features(f_vis, f_ir, self.strategy))
         return torch.relu(out) if self.official else out
 
     def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
         return clamp01(self.forward_raw(vis, ir) / self.scale)
+
+
+# the authors' files: densefuse-pytorch's ``*.model``, a bare state_dict of 16 keys in the legacy non-zip format
+_RULES = [
+    (r"conv1\.conv2d\.(\w+)", "encoder.conv1.1.{1}"),
+    (r"DB1\.denseblock\.(\d+)\.dense_conv\.conv2d\.(\w+)", "encoder.dense.{1}.1.{2}"),
+    (r"conv([2-5])\.conv2d\.(\w+)", lambda m: f"decoder.body.{int(m[1]) - 2}.1.{m[2]}"),  # conv2..5: the decoder
+]
+
+
+def _detect(obj) -> str | None:
+    return "" if has_keys(obj, "conv1.conv2d.weight", "DB1.denseblock.0.dense_conv.conv2d.weight") else None
+
+
+def _convert(parts: dict) -> dict[str, torch.Tensor]:
+    return apply_rules(parts[""], _RULES)
+
+
+@torch.no_grad()
+def official(model: nn.Module, ir_path: Path, vis_path: Path) -> OfficialImage:
+    """hli1221/densefuse-pytorch ``test_image.py``: both images read by ``scipy.misc.imread(p, mode='L')`` (PIL's
+    ``convert('L')``) as floats 0-255, encoded (infrared, visible), averaged (``addition``), decoded with the final
+    ReLU; ``clamp(0, 255)`` and numpy's ``astype('uint8')`` (truncation): a grey PNG."""
+    from fusion.io import read_as
+
+    # levels / 255 * 255 (inside forward_raw) gives back every level exactly in float32
+    ir, vis = to_input(read_as(ir_path, "pil:L")), to_input(read_as(vis_path, "pil:L"))
+    out = model.forward_raw(vis, ir) * (255.0 / model.scale)  # weights trained on [0, 1] (ours) scale up here
+    return grey_result(out.clamp(0, 255)[0, 0].numpy(), "trunc")
+
+
+FAMILY = Family(
+    name="densefuse",
+    model=DenseFuse,
+    formats="densefuse-pytorch's .model (a bare state_dict with conv1.conv2d.weight and DB1.denseblock.*)",
+    detect=_detect,
+    convert=_convert,
+    native={"strategy": "mean", "official": True, "exact": False},
+    official=official,
+)

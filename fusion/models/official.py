@@ -1,114 +1,104 @@
-"""Official checkpoints in, official outputs out.
+"""The authors' weight files and test scripts: what every network family declares, and the helpers they share.
 
-The authors' weight files load as they are; the format is detected from the keys:
+Each family file (``seafusion.py``, ``ifcnn.py`` ...) ends with a :class:`Family` that says
 
-- densefuse: densefuse-pytorch's ``*.model``, a bare state_dict of 16 keys (``conv1.conv2d.weight``,
-  ``DB1.denseblock.*``, ``conv2`` .. ``conv5``), in the legacy non-zip torch format;
-- swinfusion: KAIR's ``<iter>_E.pth``, a bare state_dict of 448 keys (408 parameters, 40 buffers), or the same
-  under ``params``;
-- cddfuse: ``CDDFuse_IVF.pth``, ``{DIDF_Encoder, DIDF_Decoder, BaseFuseLayer, DetailFuseLayer}``, each the
-  state_dict of an ``nn.DataParallel`` (keys start with ``module.``).
+- how to recognise the authors' files from their keys (``detect``) and turn them into our state_dict (``convert``),
+  with nothing missing or left over;
+- the constructor arguments that make our network compute what the authors' network computes (``native``: their
+  input scale, activations, fusion rule) and those that keep their float arithmetic bit for bit (``exact``);
+- ``official``: the authors' test script from file to saved pixels (reading, grey or colour, scaling, padding,
+  clamp, stretch, rounding or truncation, colour handling), returning an :class:`OfficialImage`.
 
-Each official test script's pre- and post-processing is reproduced by ``official=True`` on the network
-(:data:`OFFICIAL_CONFIG`) and :func:`official_uint8`:
-
-- DenseFuse: 0-255 input, the final ReLU the official ``conv5`` applies, ``addition`` (mean) fusion, and
-  ``clamp(0, 255)`` then uint8 truncation;
-- SwinFusion: symmetric padding of 1 to 8 pixels at the bottom and right (always at least 1), the raw output
-  cropped, ``clamp(0, 1) * 255`` rounded half to even;
-- CDDFuse: the official float arithmetic (``exact``), then per-image min-max normalisation and imageio's
-  round-half-up to uint8.
+:mod:`fusion.models.zoo` lists the methods built on these families; ``rgbt fuse --official`` runs ``official``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from fusion.errors import RgbtError
-from fusion.models.cddfuse import convert_official
-
-FORMATS = (
-    "an rgbt weight file or rgbt fit checkpoint, densefuse-pytorch's .model (a bare state_dict with "
-    "conv1.conv2d.weight), SwinFusion's <iter>_E.pth (a state_dict with conv_first1_A.weight, or under 'params') "
-    "or CDDFuse_IVF.pth (DIDF_Encoder, DIDF_Decoder, BaseFuseLayer, DetailFuseLayer)"
-)
-
-# constructor overrides that make each network behave as its official test script
-OFFICIAL_CONFIG: dict[str, dict] = {
-    "densefuse": {"strategy": "mean", "official": True},
-    "swinfusion": {"official": True},
-    "cddfuse": {"exact": True},
-}
+# A level this close to the boundary of the script's cast to uint8 (an integer for truncation, a half for rounding)
+# may land on either side on another CPU: float noise between two runs of the same arithmetic stays far below it.
+FLOAT_NOISE = 0.006
 
 
-def _unwrap(obj: dict) -> dict:
-    """KAIR saves ``{"params": state_dict}`` as well as the bare state_dict."""
-    return obj["params"] if isinstance(obj.get("params"), dict) else obj
+@dataclass(frozen=True)
+class OfficialImage:
+    """What an official test script saves for one pair.
+
+    Attributes:
+        image: (H, W) grey or (H, W, 3) RGB uint8, the saved file's pixels.
+        near: (H, W) bool, the pixels whose saved value rests on a float within :data:`FLOAT_NOISE` of a cast
+            boundary: another CPU may put them one level off, for the authors' code as for ours.
+    """
+
+    image: np.ndarray
+    near: np.ndarray
 
 
-def _strip_module(state: dict) -> dict:
+@dataclass(frozen=True)
+class Family:
+    """A network family: our module, the authors' file format, and their test script.
+
+    Attributes:
+        name: the family's model name (``MODELS`` key, ``model.name``).
+        model: the network class.
+        formats: how the authors' files look, for messages listing the accepted formats.
+        detect: a loaded file (what ``torch.load`` returned) -> the part it holds (``""``: the whole network), or None.
+        convert: ``{part: loaded file}`` -> our state_dict.
+        parts: the parts a complete set of files holds (DIDFuse publishes its encoder and decoder apart).
+        native: constructor arguments under which the authors' weights compute what their network computes.
+        exact: constructor arguments for the official arithmetic (bit for bit with the authors' code on one CPU).
+        official: ``(model, ir_path, vis_path) -> OfficialImage``, the authors' test script; None: no official mode.
+    """
+
+    name: str
+    model: type[nn.Module]
+    formats: str
+    detect: Callable[[Any], str | None]
+    convert: Callable[[dict[str, Any]], dict[str, torch.Tensor]]
+    parts: tuple[str, ...] = ("",)
+    native: dict = field(default_factory=dict)
+    exact: dict = field(default_factory=lambda: {"exact": True})
+    official: Callable[[nn.Module, Path, Path], OfficialImage] | None = None
+
+
+def is_state_dict(obj: Any) -> bool:
+    """A dict of names to tensors (an OrderedDict from ``torch.save(model.state_dict())``)."""
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(k, str) for k in obj)
+
+
+def unwrap(obj: Any, key: str) -> Any:
+    """``obj[key]`` when the authors saved their state_dict under a key (KAIR's ``params``, DIDFuse's ``weight``)."""
+    return obj[key] if isinstance(obj, dict) and isinstance(obj.get(key), dict) else obj
+
+
+def strip_module(state: dict) -> dict:
+    """Drop ``nn.DataParallel``'s ``module.`` prefix."""
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def detect(obj) -> str | None:
-    """Which official format ``obj`` (what ``torch.load`` returned) is in: a model name, or None."""
-    if not isinstance(obj, dict):
-        return None
-    if {"DIDF_Encoder", "DIDF_Decoder", "BaseFuseLayer", "DetailFuseLayer"} <= set(obj):
-        return "cddfuse"
-    obj = _unwrap(obj)
-    keys = set(_strip_module(obj)) if all(isinstance(k, str) for k in obj) else set()
-    if "conv_first1_A.weight" in keys and any(k.startswith("layers_Ex_A.") for k in keys):
-        return "swinfusion"
-    if "conv1.conv2d.weight" in keys and any(k.startswith("DB1.denseblock.") for k in keys):
-        return "densefuse"
-    return None
+def has_keys(obj: Any, *keys: str) -> bool:
+    """Whether ``obj`` is a state_dict holding every key in ``keys`` (``module.`` prefixes ignored)."""
+    return is_state_dict(obj) and set(keys) <= set(strip_module(obj))
 
 
-# official key -> ours: (pattern, template with {1}, {2}... for the groups; a callable gets the match)
-_DENSEFUSE_RULES = [
-    (r"conv1\.conv2d\.(\w+)", "encoder.conv1.1.{1}"),
-    (r"DB1\.denseblock\.(\d+)\.dense_conv\.conv2d\.(\w+)", "encoder.dense.{1}.1.{2}"),
-    (r"conv([2-5])\.conv2d\.(\w+)", lambda m: f"decoder.body.{int(m[1]) - 2}.1.{m[2]}"),  # conv2..5: the decoder
-]
-_BLOCK = [(r"norm1\.", "norm1.0."), (r"attn\.", "attn.0."), (r"norm2\.", "norm2.0."),
-          (r"mlp\.fc1\.", "mlp.0.0."), (r"mlp\.fc2\.", "mlp.0.2.")]  # fmt: skip
-_CROSS = [(r"norm1_A\.", "norm1.0."), (r"norm1_B\.", "norm1.1."), (r"attn_A\.", "attn.0."), (r"attn_B\.", "attn.1."),
-          (r"norm2_A\.", "norm2.0."), (r"norm2_B\.", "norm2.1."), (r"mlp_A\.fc1\.", "mlp.0.0."),
-          (r"mlp_A\.fc2\.", "mlp.0.2."), (r"mlp_B\.fc1\.", "mlp.1.0."), (r"mlp_B\.fc2\.", "mlp.1.2.")]  # fmt: skip
-_SWIN_TOP = {"conv_first1_A": "stem.0", "conv_first2_A": "stem.2", "patch_embed.norm": "embed_norm",
-             "norm_Ex_A": "extract_norm.0", "norm_Ex_B": "extract_norm.1", "norm_Fusion_A": "fusion_norm.0",
-             "norm_Fusion_B": "fusion_norm.1", "conv_after_body_Fusion": "merge", "norm_Re": "recon_norm",
-             "conv_last1": "head.0", "conv_last2": "head.2", "conv_last3": "head.4"}  # fmt: skip
+def apply_rules(state: dict, rules, drop=lambda k: False) -> dict:
+    """Rename every key by the first rule that matches it.
 
-
-def _rename(rest: str, table) -> str:
-    for pat, rep in table:
-        if re.match(pat, rest):
-            return re.sub("^" + pat, rep, rest)
-    return rest
-
-
-_SWINFUSION_RULES = [
-    (r"(.+)\.(weight|bias)", lambda m: f"{_SWIN_TOP[m[1]]}.{m[2]}" if m[1] in _SWIN_TOP else None),
-    (r"layers_Ex_([AB])\.0\.residual_group\.blocks\.(\d+)\.(.+)",
-     lambda m: f"extract.{'AB'.index(m[1])}.{m[2]}.{_rename(m[3], _BLOCK)}"),
-    (r"layers_Fusion\.(\d+)\.residual_group_([AB])\.blocks\.(\d+)\.(.+)",
-     lambda m: f"fusion.{m[1]}.intra_{m[2].lower()}.{m[3]}.{_rename(m[4], _BLOCK)}"),
-    (r"layers_Fusion\.(\d+)\.residual_group\.blocks\.(\d+)\.(.+)",
-     lambda m: f"fusion.{m[1]}.cross.{m[2]}.{_rename(m[3], _CROSS)}"),  # the cross-attention blocks
-    (r"layers_Re\.0\.residual_group\.blocks\.(\d+)\.(.+)", lambda m: f"recon.{m[1]}.{_rename(m[2], _BLOCK)}"),
-]  # fmt: skip
-
-
-def _apply_rules(state: dict, rules, drop=lambda k: False) -> dict:
-    """Rename every key by the first rule that matches it; keys no rule renames are kept (load_state_dict then
-    names them), keys ``drop`` selects are left out."""
+    ``rules`` is a list of ``(regex, template)``: the template formats with the groups (``{1}``, ``{2}`` ...), or is a
+    callable of the match returning the new name or None (no match). Keys no rule renames are kept (load_state_dict
+    then names them), keys ``drop`` selects are left out.
+    """
     out = {}
-    for k, v in _strip_module(state).items():
+    for k, v in strip_module(state).items():
         if drop(k):
             continue
         new = None
@@ -122,54 +112,50 @@ def _apply_rules(state: dict, rules, drop=lambda k: False) -> dict:
     return out
 
 
-def _swin_drop(k: str) -> bool:
-    """The unused second stem (``conv_first*_B``) and the buffers (``relative_position_index``, ``attn_mask``,
-    which our network recomputes for every size)."""
-    return k.endswith(("relative_position_index", "attn_mask")) or k.startswith(("conv_first1_B", "conv_first2_B"))
+def add_batch_counters(state: dict, model: nn.Module) -> dict:
+    """Add the ``num_batches_tracked`` counters that files saved before PyTorch 0.4.1 lack (0: a training statistic,
+    never used at inference)."""
+    out = dict(state)
+    for k, v in model.state_dict().items():
+        if k.endswith("num_batches_tracked") and k not in out:
+            out[k] = torch.zeros_like(v)
+    return out
 
 
-def convert(name: str, obj: dict) -> dict[str, torch.Tensor]:
-    """An official checkpoint (as loaded) -> the state_dict of our network ``name``."""
-    if name == "cddfuse":
-        return convert_official(obj)
-    if name == "densefuse":
-        return _apply_rules(_unwrap(obj), _DENSEFUSE_RULES)
-    return _apply_rules(_unwrap(obj), _SWINFUSION_RULES, _swin_drop)
-
-
-def official_levels(name: str, raw: torch.Tensor) -> tuple[np.ndarray, str]:
-    """The grey levels the official test script of ``name`` computes before its cast to uint8, in its precision.
+def near_boundary(levels: np.ndarray, cast: str, tol: float = FLOAT_NOISE) -> np.ndarray:
+    """Where a level sits within ``tol`` of the boundary of a cast to uint8.
 
     Args:
-        raw: (1, 1, H, W) output of ``model.forward_raw`` of a network built with :data:`OFFICIAL_CONFIG`
-            (DenseFuse on 0-255, the others on 0-1).
-
-    Returns:
-        ((H, W) float levels on 0-255, and how the script casts them: ``"trunc"`` or ``"round"`` half to even).
-        A level within float noise of a cast boundary (an integer for ``"trunc"``, a half for ``"round"``) may land
-        on either side on another CPU: the official code itself does not give the same PNG everywhere there.
+        levels: float levels on 0-255 as the script casts them.
+        cast: ``"trunc"`` (``astype(uint8)``: integers are the boundaries) or ``"round"`` (halves are).
     """
-    x = raw.detach().float().cpu()[0, 0]
-    if name == "densefuse":  # clamp(0, 255), numpy astype('uint8'): truncation
-        return x.clamp(0, 255).numpy(), "trunc"
-    if name == "swinfusion":  # util.tensor2uint: clamp(0, 1) * 255, np.round (half to even)
-        return x.clamp(0, 1).numpy() * 255.0, "round"
-    if name == "cddfuse":  # (x - min) / (max - min) * 255 in float32, then imageio's image_as_uint in float64
-        span = torch.max(x) - torch.min(x)
-        x = (x - torch.min(x)) / span if span > 0 else torch.zeros_like(x)
-        fi = (x * 255).numpy().astype(np.float64)
-        lo, hi = fi.min(), fi.max()
-        if hi == lo:
-            return np.zeros(fi.shape), "trunc"
-        return (fi - lo) / (hi - lo) * 255 + 0.499999999, "trunc"
-    raise RgbtError(f"{name} has no official mode; it is available for {', '.join(OFFICIAL_CONFIG)}")
+    if cast == "round":
+        edge = levels - 0.5
+        return np.abs(edge - np.round(edge)) < tol
+    k = np.round(levels)  # truncation: every integer but 0 is a boundary (all of (-1, 1) truncates to 0)
+    return (np.abs(levels - k) < tol) & (k != 0)
 
 
-def official_uint8(name: str, raw: torch.Tensor) -> np.ndarray:
-    """What the official test script of ``name`` saves for a raw network output: :func:`official_levels`, cast.
+def cast_uint8(levels: np.ndarray, cast: str) -> np.ndarray:
+    """The scripts' casts: ``"trunc"`` is numpy's ``astype(uint8)`` (negatives wrap, as they do in numpy on x86),
+    ``"round"`` is OpenCV's conversion of a float image when it writes one (half to even, saturated)."""
+    if cast == "round":
+        return np.clip(np.rint(levels), 0, 255).astype(np.uint8)
+    with np.errstate(invalid="ignore"):
+        return levels.astype(np.uint8)
 
-    Returns:
-        (H, W) uint8, the PNG's pixels.
+
+def grey_result(levels: np.ndarray, cast: str) -> OfficialImage:
+    """A grey script output: ``levels`` (H, W) cast as the script casts them."""
+    return OfficialImage(cast_uint8(levels, cast), near_boundary(levels, cast))
+
+
+def to_input(a: np.ndarray) -> torch.Tensor:
+    """(H, W) or (H, W, 3) uint8 -> (1, C, H, W) float32 levels / 255.
+
+    The scripts divide in several ways: torchvision's ``ToTensor`` and ``np.array(img, 'float32') / 255`` in float32,
+    ``img / 255.`` in float64 then cast (TarDAL, ReCoNet, SwinFusion); for every uint8 level all give the same float32.
     """
-    levels, cast = official_levels(name, raw)
-    return (np.round(levels) if cast == "round" else levels).astype(np.uint8)
+    t = torch.from_numpy(np.array(a))
+    t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
+    return t[None].float().div(255.0)

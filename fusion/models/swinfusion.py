@@ -24,12 +24,15 @@ float mask, which is much faster on CPU than the explicit softmax of the officia
 from __future__ import annotations
 
 import functools
+import re
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fusion.models._util import clamp01
+from fusion.models.official import Family, OfficialImage, apply_rules, grey_result, has_keys, to_input, unwrap
 
 
 def window_partition(x: torch.Tensor, w: int) -> torch.Tensor:
@@ -297,3 +300,72 @@ class SwinFusion(nn.Module):
         t = self.recon_norm(_run(self.recon, [self.embed_norm(f.flatten(2).transpose(1, 2))], h, w)[0])
         out = self.head(t.transpose(1, 2).reshape(b, -1, h, w))
         return out[..., :H, :W]
+
+
+# the authors' files: KAIR's ``<iter>_E.pth``, a bare state_dict of 448 keys (408 parameters, 40 buffers), or the same
+# under ``params``; ours recomputes the buffers and leaves out the second stem that the authors' forward never uses
+_BLOCK = [(r"norm1\.", "norm1.0."), (r"attn\.", "attn.0."), (r"norm2\.", "norm2.0."),
+          (r"mlp\.fc1\.", "mlp.0.0."), (r"mlp\.fc2\.", "mlp.0.2.")]  # fmt: skip
+_CROSS = [(r"norm1_A\.", "norm1.0."), (r"norm1_B\.", "norm1.1."), (r"attn_A\.", "attn.0."), (r"attn_B\.", "attn.1."),
+          (r"norm2_A\.", "norm2.0."), (r"norm2_B\.", "norm2.1."), (r"mlp_A\.fc1\.", "mlp.0.0."),
+          (r"mlp_A\.fc2\.", "mlp.0.2."), (r"mlp_B\.fc1\.", "mlp.1.0."), (r"mlp_B\.fc2\.", "mlp.1.2.")]  # fmt: skip
+_TOP = {"conv_first1_A": "stem.0", "conv_first2_A": "stem.2", "patch_embed.norm": "embed_norm",
+        "norm_Ex_A": "extract_norm.0", "norm_Ex_B": "extract_norm.1", "norm_Fusion_A": "fusion_norm.0",
+        "norm_Fusion_B": "fusion_norm.1", "conv_after_body_Fusion": "merge", "norm_Re": "recon_norm",
+        "conv_last1": "head.0", "conv_last2": "head.2", "conv_last3": "head.4"}  # fmt: skip
+
+
+def _rename(rest: str, table) -> str:
+    for pat, rep in table:
+        if re.match(pat, rest):
+            return re.sub("^" + pat, rep, rest)
+    return rest
+
+
+_RULES = [
+    (r"(.+)\.(weight|bias)", lambda m: f"{_TOP[m[1]]}.{m[2]}" if m[1] in _TOP else None),
+    (r"layers_Ex_([AB])\.0\.residual_group\.blocks\.(\d+)\.(.+)",
+     lambda m: f"extract.{'AB'.index(m[1])}.{m[2]}.{_rename(m[3], _BLOCK)}"),
+    (r"layers_Fusion\.(\d+)\.residual_group_([AB])\.blocks\.(\d+)\.(.+)",
+     lambda m: f"fusion.{m[1]}.intra_{m[2].lower()}.{m[3]}.{_rename(m[4], _BLOCK)}"),
+    (r"layers_Fusion\.(\d+)\.residual_group\.blocks\.(\d+)\.(.+)",
+     lambda m: f"fusion.{m[1]}.cross.{m[2]}.{_rename(m[3], _CROSS)}"),  # the cross-attention blocks
+    (r"layers_Re\.0\.residual_group\.blocks\.(\d+)\.(.+)", lambda m: f"recon.{m[1]}.{_rename(m[2], _BLOCK)}"),
+]  # fmt: skip
+
+
+def _drop(k: str) -> bool:
+    """The unused second stem (``conv_first*_B``) and the buffers (``relative_position_index``, ``attn_mask``,
+    which our network recomputes for every size)."""
+    return k.endswith(("relative_position_index", "attn_mask")) or k.startswith(("conv_first1_B", "conv_first2_B"))
+
+
+def _detect(obj) -> str | None:
+    sd = unwrap(obj, "params")
+    return "" if has_keys(sd, "conv_first1_A.weight", "layers_Ex_A.0.residual_group.blocks.0.attn.qkv.weight") else None
+
+
+def _convert(parts: dict) -> dict[str, torch.Tensor]:
+    return apply_rules(unwrap(parts[""], "params"), _RULES, _drop)
+
+
+@torch.no_grad()
+def official(model: nn.Module, ir_path: Path, vis_path: Path) -> OfficialImage:
+    """Linfeng-Tang/SwinFusion ``test_swinfusion.py``: source A = infrared, B = visible, each read by
+    ``cv2.imread(p, 0)`` and divided by 255; the script's symmetric padding (``official=True``); the output cropped,
+    ``clamp(0, 1) * 255`` rounded half to even: a grey PNG."""
+    from fusion.io import read_as
+
+    ir, vis = to_input(read_as(ir_path, "cv2:grey")), to_input(read_as(vis_path, "cv2:grey"))
+    return grey_result(model.forward_raw(vis, ir).clamp(0, 1)[0, 0].numpy() * 255.0, "round")
+
+
+FAMILY = Family(
+    name="swinfusion",
+    model=SwinFusion,
+    formats="SwinFusion's <iter>_E.pth (a state_dict with conv_first1_A.weight, or the same under 'params')",
+    detect=_detect,
+    convert=_convert,
+    exact={"official": True},
+    official=official,
+)

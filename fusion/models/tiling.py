@@ -8,13 +8,33 @@ exactly; for transformers it equals it away from the seams, where windows see le
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
+def tile_windows(size: tuple[int, int], tile: int, overlap: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """The tiles of an image of ``size`` (H, W): ``((top, bottom, left, right), (t0, b0, l0, r0))`` for each, the
+    tile and its window with ``overlap`` pixels of context (clipped at the border)."""
+    H, W = size
+    out = []
+    for top in range(0, H, tile):
+        for left in range(0, W, tile):
+            bottom, right = min(top + tile, H), min(left + tile, W)
+            window = (max(top - overlap, 0), min(bottom + overlap, H), max(left - overlap, 0), min(right + overlap, W))
+            out.append(((top, bottom, left, right), window))
+    return out
+
+
 def tiled_forward(model: nn.Module, vis: torch.Tensor, ir: torch.Tensor, tile: int = 512, overlap: int = 32):
     """Run ``model(vis, ir)`` over (B, 1, H, W) inputs in tiles; returns (B, 1, H, W).
+
+    A network whose output depends on statistics of the whole image (TarDAL's batch norms on ``tardal.pt``) gathers
+    them over the tiles first (its ``image_statistics``); one with image-wide steps before and after its network
+    (LRRNet's normalisation and stretch) has them run on the whole image around the tiles of ``forward_raw``
+    (its ``prepare`` and ``finish``).
 
     Args:
         tile: side of the output tiles (the last row and column may be smaller).
@@ -25,15 +45,17 @@ def tiled_forward(model: nn.Module, vis: torch.Tensor, ir: torch.Tensor, tile: i
     H, W = vis.shape[-2:]
     if tile >= H and tile >= W:
         return model(vis, ir)
+    stats = getattr(model, "image_statistics", None)
+    net, finish = model, None
+    if hasattr(model, "prepare"):
+        vis, ir = model.prepare(vis, ir)
+        net, finish = model.forward_raw, model.finish
     out = vis.new_empty(vis.shape[0], 1, H, W)
-    for top in range(0, H, tile):
-        for left in range(0, W, tile):
-            bottom, right = min(top + tile, H), min(left + tile, W)
-            t0, l0 = max(top - overlap, 0), max(left - overlap, 0)  # window with context
-            b0, r0 = min(bottom + overlap, H), min(right + overlap, W)
-            f = model(vis[..., t0:b0, l0:r0], ir[..., t0:b0, l0:r0])
+    with stats(vis, ir, tile, overlap) if stats else contextlib.nullcontext():
+        for (top, bottom, left, right), (t0, b0, l0, r0) in tile_windows((H, W), tile, overlap):
+            f = net(vis[..., t0:b0, l0:r0], ir[..., t0:b0, l0:r0])
             out[..., top:bottom, left:right] = f[..., top - t0 : bottom - t0, left - l0 : right - l0]
-    return out
+    return finish(out) if finish else out
 
 
 MIN_SIDE = 16
