@@ -13,11 +13,11 @@ Modes:
 - ``authors``: the authors' own network code (``--official-code DIR``: one folder per family at the commit
   ``--official`` follows, and ``shims/`` for timm and torchvision stand-ins; see docs/zoo.md), called as their test
   script calls it. Never part of the project.
-Ratios are the authors' time over ours. Neighbouring load slows every run, so compare figures taken in one quiet
-run; each cell runs in its own process (peak memory is that model's alone: the process's maximum resident set on
-CPU, ``torch.cuda.max_memory_allocated`` on GPU). Times are the median of ``--repeats`` runs after one warm-up, with
-random weights (speed does not depend on them). FLOPs come from torch's flop counter (2 per multiply-add) on the meta
-device.
+Ratios are the authors' time over ours. The modes of one method are timed in one process, one after the other in
+each of ``--repeats`` rounds after a warm-up, so that a slower spell of the machine falls on all of them alike;
+times are medians, with random weights (speed does not depend on them). Peak memory is measured for each mode in a
+process of its own (the process's maximum resident set on CPU, ``torch.cuda.max_memory_allocated`` on GPU).
+FLOPs come from torch's flop counter (2 per multiply-add) on the meta device.
 """
 
 from __future__ import annotations
@@ -141,39 +141,50 @@ def flops(method: str, h: int, w: int, mode: str = "ours") -> float:
     return fc.get_total_flops()
 
 
-def run_one(method: str, device: str, h: int, w: int, repeats: int, tile: int, mode: str, code: str) -> dict:
-    """Time one (method, mode) on one device (called in a fresh process)."""
+def runner(method: str, device: str, mode: str, tile: int, code: str):
     torch.manual_seed(0)
     if mode == "authors":
-        fn = authors(method, Path(code))
-    else:
-        model = build(method, mode)
-        if tile and mode == "ours":
-            model.tile, model.whole = tile, 0
-        model = model.to(device)
-        fn = model if mode == "ours" else official_call(model, method)
+        return authors(method, Path(code))
+    model = build(method, mode)
+    if tile and mode == "ours":
+        model.tile, model.whole = tile, 0
+    model = model.to(device)
+    return model if mode == "ours" else official_call(model, method)
+
+
+def run_modes(method: str, device: str, h: int, w: int, repeats: int, tile: int, modes: list[str], code: str) -> dict:
+    """Median seconds of each mode (called in a fresh process): one warm-up each, then ``repeats`` rounds that run
+    the modes one after the other, so that a slower or faster spell of the machine falls on all of them alike."""
+    fns = {m: runner(method, device, m, tile, code) for m in modes}
     vis, ir = torch.rand(1, 1, h, w, device=device), torch.rand(1, 1, h, w, device=device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    times = []
+    times: dict[str, list[float]] = {m: [] for m in modes}
     with torch.no_grad():
         for i in range(repeats + 1):
-            sync()
-            t = time.perf_counter()
-            fn(vis, ir)
-            sync()
-            if i:  # the first run warms up allocators and kernels
-                times.append(time.perf_counter() - t)
+            for m, fn in fns.items():
+                sync()
+                t = time.perf_counter()
+                fn(vis, ir)
+                sync()
+                if i:  # the first round warms up allocators and kernels
+                    times[m].append(time.perf_counter() - t)
+    return {m: statistics.median(v) for m, v in times.items()}
+
+
+def run_peak(method: str, device: str, h: int, w: int, tile: int, mode: str, code: str) -> float:
+    """Peak memory of one mode alone (called in a fresh process): GiB, process maximum resident set on CPU."""
+    fn = runner(method, device, mode, tile, code)
+    vis, ir = torch.rand(1, 1, h, w, device=device), torch.rand(1, 1, h, w, device=device)
+    with torch.no_grad():
+        fn(vis, ir)
     if device.startswith("cuda"):
-        peak = torch.cuda.max_memory_allocated() / 2**30
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    return {"s": statistics.median(times), "peak_gib": peak}
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
 
 
-def measure(method: str, device: str, mode: str, size: tuple[int, int], a: argparse.Namespace) -> dict | str:
-    cmd = [sys.executable, __file__, "--one", method, device, mode, "--sizes", f"{size[0]}x{size[1]}"]
-    cmd += ["--repeats", str(a.repeats), "--tile", str(a.tile), "--official-code", str(a.official_code or "")]
-    out = subprocess.run(cmd, capture_output=True, text=True)
+def child(args: list[str], a: argparse.Namespace) -> dict | float | str:
+    cmd = [sys.executable, __file__, *args, "--repeats", str(a.repeats), "--tile", str(a.tile)]
+    out = subprocess.run(cmd + ["--official-code", str(a.official_code or "")], capture_output=True, text=True)
     if out.returncode:
         return "failed: " + (out.stderr.strip().splitlines() or ["?"])[-1][:60]
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -192,12 +203,17 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed runs per cell (median reported)")
     p.add_argument("--devices", default="auto", help="cpu, cuda or cpu,cuda (auto: cuda too when present)")
     p.add_argument("--tile", type=int, default=0, help="ours: fuse in tiles of this side (0: as rgbt fuse does)")
-    p.add_argument("--one", nargs=3, metavar=("METHOD", "DEVICE", "MODE"), help=argparse.SUPPRESS)
+    p.add_argument("--time", nargs=3, metavar=("METHOD", "DEVICE", "MODES"), help=argparse.SUPPRESS)
+    p.add_argument("--peak", nargs=3, metavar=("METHOD", "DEVICE", "MODE"), help=argparse.SUPPRESS)
     a = p.parse_args()
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in a.sizes.split(",")]
-    if a.one:
-        w, h = sizes[0]
-        print(json.dumps(run_one(a.one[0], a.one[1], h, w, a.repeats, a.tile, a.one[2], a.official_code)))
+    if a.time or a.peak:
+        (w, h), code = sizes[0], a.official_code
+        if a.time:
+            m, d, modes = a.time
+            print(json.dumps(run_modes(m, d, h, w, a.repeats, a.tile, modes.split(","), code)))
+        else:
+            print(json.dumps(run_peak(a.peak[0], a.peak[1], h, w, a.tile, a.peak[2], code)))
         return
     devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     if a.devices != "auto":
@@ -215,21 +231,22 @@ def main() -> None:
     print("|---|---|---:|---:|" + "---:|" * (2 * len(devices) * len(modes) + (2 if ratio else 0)))
     for method in a.models.split(","):
         for w, h in sizes:
-            res = {(d, m): measure(method, d, m, (w, h), a) for m in modes for d in devices}
-            t = [r["s"] if isinstance(r, dict) else None for r in res.values()]
-            mem = [r["peak_gib"] if isinstance(r, dict) else None for r in res.values()]
+            size = ["--sizes", f"{w}x{h}"]
+            times = {d: child(["--time", method, d, ",".join(modes), *size], a) for d in devices}
+            peaks = {(d, m): child(["--peak", method, d, m, *size], a) for d in devices for m in modes}
+            fails = [f"{d}: {t}" for d, t in times.items() if isinstance(t, str)]
+            fails += [f"{k}: {v}" for k, v in peaks.items() if isinstance(v, str)]
+            t = [times[d].get(m) if isinstance(times[d], dict) else None for d in devices for m in modes]
+            mem = [v if not isinstance(v, str) else None for v in peaks.values()]
             row = f"| {method} | {w}x{h} | {ZOO[method].params:,} | {flops(method, h, w) / 1e9:.0f}"
             row += "".join(f" | {x:.3f}" if x is not None else " | -" for x in t)
             row += "".join(f" | {x:.2f}" if x is not None else " | -" for x in mem)
             if ratio:
-                c = {m: res[("cpu", m)] for m in modes}
-                ok = all(isinstance(c[m], dict) for m in modes)
-                row += f" | {c['authors']['s'] / c['official']['s']:.2f}x | {c['authors']['s'] / c['ours']['s']:.2f}x" \
-                    if ok else " | - | -"  # fmt: skip
+                c = times["cpu"] if isinstance(times.get("cpu"), dict) else None
+                row += f" | {c['authors'] / c['official']:.2f}x | {c['authors'] / c['ours']:.2f}x" if c else " | - | -"
             print(row + " |", flush=True)
-            for k, r in res.items():
-                if isinstance(r, str):
-                    print(f"  {method} {k}: {r}", flush=True)
+            for f in fails:
+                print(f"  {method} {f}", flush=True)
 
 
 if __name__ == "__main__":

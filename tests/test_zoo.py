@@ -184,3 +184,48 @@ def test_load_model_from_a_folder_takes_the_methods_file(shared_data):
     model = load_model(shared_data / "official_weights/ifcnn", expect="ifcnn", files=("IFCNN-SUM.pth",), rule="sum")
     ref = load_model(shared_data / "official_weights/ifcnn/IFCNN-SUM.pth", rule="sum")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref.state_dict().values(), strict=True))
+
+
+def test_rgbt_methods_lists_every_method_with_its_weights(capsys):
+    assert rgbt(["methods"]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and not r.startswith("| method")]
+    assert len(rows) >= 17
+    seafusion = next(r for r in rows if r.startswith("| seafusion |"))
+    assert "Information Fusion 2022" in seafusion and "167,113" in seafusion and "authors:" in seafusion
+    assert "VIF-Benchmark" in seafusion
+    ddcgan = next(r for r in rows if r.startswith("| ddcgan |"))
+    assert "ours:" in ddcgan  # no authors' PyTorch file: our weights
+
+
+def test_export_of_the_authors_folder_fuses_as_the_authors_files(shared_data, tmp_path, pair_dirs):
+    out = tmp_path / "didfuse.pt"
+    folder = shared_data / "official_weights" / "didfuse"
+    assert rgbt(["export", "--ckpt", str(folder), "--method", "didfuse", "--out", str(out)]) == 0
+    meta = torch.load(out, weights_only=True)["meta"]
+    assert set(meta["source_sha256"]) == {"Encoder_weight_IJCAI.pkl", "Decoder_weight_IJCAI.pkl"}
+    ir, vi = pair_dirs
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert rgbt(["fuse", "--method", "didfuse", "--ir", str(ir), "--vis", str(vi), "--out", str(a)]) == 0
+    assert (
+        rgbt(["fuse", "--method", "didfuse", "--ckpt", str(out), "--ir", str(ir), "--vis", str(vi), "--out", str(b)])
+        == 0
+    )
+    for p in a.glob("*.png"):
+        assert np.array_equal(np.asarray(Image.open(p)), np.asarray(Image.open(b / p.name)))
+
+
+def test_tables_mark_the_networks_fused_with_our_weights(shared_data, tmp_path):
+    import yaml
+
+    from fusion.experiment.spec import load_spec
+    from fusion.experiment.tables import render
+
+    f = tmp_path / "e.yaml"
+    f.write_text(yaml.safe_dump({"name": "m", "convention": "standard", "metrics": ["EN"], "datasets": ["tno"],
+                                 "methods": ["average", "ddcgan", "reconet"]}))  # fmt: skip
+    spec = load_spec(f)
+    kinds = {m.name: m.weights for m in spec.methods}
+    assert kinds == {"average": "", "ddcgan": "ours", "reconet": "authors"}
+    rows = [("tno", "01", m, "EN", 6.0 + i, "standard") for i, m in enumerate(kinds)]
+    md = render(spec, rows, [])["tno.md"]
+    assert "| ddcgan* (1) |" in md and "| reconet (1) |" in md and "*: our weights" in md

@@ -15,8 +15,8 @@ WHOLE = 1024  # with the automatic tile, images up to this side run whole, as th
 # Automatic tile for larger images: the tile whose window (tile + 2 x 32 px of context) peaks at about 600 MB on the
 # CPU, so that a 24-megapixel pair fuses under 1.5 GB (scripts/bench_memory.py).
 AUTO_TILE = {
-    "densefuse": 512, "ddcgan": 256, "cddfuse": 192, "swinfusion": 128, "seafusion": 384, "ifcnn": 384,
-    "tardal": 256, "didfuse": 256, "ydtr": 256, "datfuse": 512, "lrrnet": 192, "reconet": 512,
+    "densefuse": 384, "ddcgan": 256, "cddfuse": 192, "swinfusion": 128, "seafusion": 256, "ifcnn": 384,
+    "tardal": 256, "didfuse": 256, "ydtr": 192, "datfuse": 384, "lrrnet": 192, "reconet": 512,
 }  # fmt: skip
 
 

@@ -150,16 +150,19 @@ def _pair(a: nn.Conv2d, b: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
 def _grdb_pair(v: GRDB, i: GRDB, x: torch.Tensor) -> torch.Tensor:
     """The visible and infrared blocks on x = [xv | xi] as grouped convs; returns [out_v | out_i]."""
     c = v.dense.conv1.conv.in_channels
-    d1 = conv(x, *_pair(v.dense.conv1.conv, i.dense.conv1.conv), 1, groups=2, act="leaky_relu", slope=0.2)
-    xd = torch.cat((x[:, :c], d1[:, :c], x[:, c:], d1[:, c:]), 1)  # each group's dense input: [x, d1]
-    d2 = conv(xd, *_pair(v.dense.conv2.conv, i.dense.conv2.conv), 1, groups=2, act="leaky_relu", slope=0.2)
-    d = torch.cat((xd[:, : 2 * c], d2[:, :c], xd[:, 2 * c :], d2[:, c:]), 1)  # [x, d1, d2] per group
-    w, b = _pair(v.convdown.conv, i.convdown.conv)
     # |Sx| + |Sy| then a 1x1 conv = one depth-wise conv giving (Sx, Sy) per channel, abs, and the 1x1 conv doubled
     sob = torch.stack((torch.cat((v.sobelconv.x, i.sobelconv.x)), torch.cat((v.sobelconv.y, i.sobelconv.y))), 1)
     g = conv(x, sob.flatten(0, 1), None, 1, groups=2 * c).abs_()
     wu, bu = _pair(v.convup.conv, i.convup.conv)
+    w, b = _pair(v.convdown.conv, i.convdown.conv)
     up = conv(g, wu.repeat_interleave(2, 1), bu + b, groups=2)
+    del g  # maps are freed as soon as they are used: a 640x480 pair holds up to 200 channels at once here
+    d1 = conv(x, *_pair(v.dense.conv1.conv, i.dense.conv1.conv), 1, groups=2, act="leaky_relu", slope=0.2)
+    xd = torch.cat((x[:, :c], d1[:, :c], x[:, c:], d1[:, c:]), 1)  # each group's dense input: [x, d1]
+    del x, d1
+    d2 = conv(xd, *_pair(v.dense.conv2.conv, i.dense.conv2.conv), 1, groups=2, act="leaky_relu", slope=0.2)
+    d = torch.cat((xd[:, : 2 * c], d2[:, :c], xd[:, 2 * c :], d2[:, c:]), 1)  # [x, d1, d2] per group
+    del xd, d2
     return conv(d, w, None, groups=2, add=up, act="leaky_relu", slope=0.1)
 
 
