@@ -323,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--convention",
         default="standard",
-        choices=("standard", "vifb", "tang", "tang2022", "cddfuse"),
+        choices=("standard", "vifb", "tang", "tang2022", "cddfuse", "ivifzoo"),
         help="whose metric definitions to use (default: standard; see docs/metrics.md)",
     )
     e.add_argument(

@@ -164,9 +164,25 @@ def evaluate_pairs(
     for pair in tqdm(wanted, desc="score", unit="pair", disable=None if progress else True, leave=False):
         for method, values in score_pair(pair, fused, names, convention, norm16).items():
             rows += [Row(image_prefix + pair.name, method, m, v, convention) for m, v in values.items()]
+    _note_undefined(rows)
     # Group by method, then image, as a reader expects.
     order = {m: i for i, m in enumerate(fused)}
     return sorted(rows, key=lambda r: order[r.method])
+
+
+def _note_undefined(rows: list[Row]) -> None:
+    """One line per method and metric with NaN values: where a published code's definition is undefined (0/0 on a
+    flat image, the survey code's MS-SSIM on a side of 160 pixels or less), its value is NaN, not a stand-in."""
+    nan: dict[tuple[str, str], list[str]] = {}
+    for r in rows:
+        if r.value != r.value:
+            nan.setdefault((r.method, r.metric), []).append(r.image)
+    for (method, metric), images in nan.items():
+        print(
+            f"note: {method} {metric} is undefined (NaN) on {len(images)} image(s), e.g. {images[0]}, under the "
+            f"{rows[0].convention} convention (a flat image, or an image too small for it; docs/metrics.md)",
+            file=sys.stderr,
+        )
 
 
 def write_csv(rows: list[Row], path: str | Path, overwrite: bool = False) -> Path:

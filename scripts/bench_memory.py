@@ -3,6 +3,8 @@
     python scripts/bench_memory.py [--mp 6,12,24] [--methods average,max,weighted,laplacian,gff,densefuse,ddcgan]
                                    [--evaluate] [--workdir DIR]
 
+``--methods zoo`` runs the model zoo's networks (``rgbt methods``), with the authors' weights where found.
+
 For each size a synthetic colour visible image and a thermal image (smooth noise with edges, 3:2) are written as
 PNGs; every command then runs as its own process, and its peak resident memory is read from the kernel when it
 exits (its ``VmHWM``), so the Python interpreter, torch and the decoded images are all counted. The images are
@@ -91,6 +93,10 @@ def main() -> None:
         return
     work = Path(a.workdir or tempfile.mkdtemp(prefix="rgbt_bench_memory_"))
     sizes = [float(s) for s in a.mp.split(",")]
+    if a.methods == "zoo":
+        from fusion.models.zoo import ZOO
+
+        a.methods = ",".join(m for m in ZOO if m not in ("ifcnn_mean", "ifcnn_sum", "tardal+"))  # same networks
     rows = []
     for mp in sizes:
         folder = work / f"{mp:g}mp"

@@ -292,10 +292,12 @@ def test_spec_paths_resolve_under_the_data_root(two_sets, tmp_path):
 
 @pytest.mark.parametrize("preset", sorted((ROOT / "experiments" / "tables").glob("*.yaml")), ids=lambda p: p.stem)
 def test_presets_load_against_the_real_data(shared_data, preset):
+    """Every preset loads; a paper table's published rows name its own datasets. The zoo table has no published
+    rows: no paper scored these networks under one convention on these pairs."""
     spec = load_spec(preset, shared_data)
-    assert spec.methods and spec.published
-    known = {m.name for m in spec.methods} | {r["method"] for r in spec.published}
-    assert {r["dataset"] for r in spec.published} <= {d.name for d in spec.datasets} and known
+    assert spec.methods and all(Path(d.ir).is_dir() for d in spec.datasets)
+    assert {r["dataset"] for r in spec.published} <= {d.name for d in spec.datasets}
+    assert bool(spec.published) == (preset.stem != "zoo")
 
 
 def test_tang2022_preset_reproduces_the_matlab_values(shared_data, tmp_path):

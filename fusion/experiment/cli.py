@@ -45,7 +45,7 @@ def cmd_experiment(a: argparse.Namespace) -> None:
     else:
         from fusion.metrics.reference import check_references
 
-        check_references(a.data)
+        check_references(a.data, a.codes.split(",") if a.codes else None)
 
 
 def add_parser(sub) -> None:
@@ -74,4 +74,7 @@ def add_parser(sub) -> None:
     t.add_argument("--from", dest="from_", required=True, help="the --out folder of an experiment run")
     c = act.add_parser("references", help="check every metric convention against the published reference values")
     c.add_argument("--data", help="data root holding metrics_reference/ (default: $RGBT_DATA, ./data, ../shared/data)")
+    c.add_argument(
+        "--codes", help="comma-separated codes to check (default all: vifb, tang, cddfuse, tang2022, ivifzoo)"
+    )
     x.set_defaults(func=cmd_experiment)

@@ -54,7 +54,8 @@ def compute_metrics(
         vis: (B, 1 or 3, H, W) in [0, 1].
         ir: (B, 1 or 3, H, W) in [0, 1] (VIFB's infrared JPEGs have three channels).
         metrics: names to compute (default: all of the convention).
-        convention: ``standard``, ``vifb``, ``tang`` or ``cddfuse``.
+        convention: ``standard``, ``vifb``, ``tang``, ``tang2022``, ``cddfuse`` or ``ivifzoo``
+            (:mod:`fusion.metrics.conventions`).
 
     Returns:
         ``{name: tensor of shape (B,)}`` in float64.

@@ -176,6 +176,13 @@ def rgb2gray_matlab(x: torch.Tensor) -> torch.Tensor:
     return round_half_up((x * w).sum(1, keepdim=True))
 
 
+def rgb2gray_pil(x: torch.Tensor) -> torch.Tensor:
+    """PIL's ``convert('L')`` of uint8 levels (B, 3, H, W) -> (B, 1, H, W): (19595 R + 38470 G + 7471 B + 32768) >> 16,
+    in integers (ITU-R 601-2 in 16-bit fixed point)."""
+    r, g, b = (x[:, i : i + 1].round().to(torch.int64) for i in range(3))
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).to(torch.float64)
+
+
 def bgr2gray_opencv_float(x: torch.Tensor) -> torch.Tensor:
     """``np.round(cv2.cvtColor(float32 BGR, BGR2GRAY))`` of levels (B, 3, H, W) RGB -> (B, 1, H, W)."""
     r, g, b = (x[:, i : i + 1].to(torch.float32) for i in range(3))

@@ -10,6 +10,10 @@ images are turned into those levels. See ``docs/metrics.md`` for the table of di
 - ``tang2022``: the same code as the 2022 papers ran it (2022-05-02 until 2023-03-03): uint8 saturation in SD
   and VIF, SF and Qabf on images divided by 255 (:mod:`fusion.metrics.tang2022`).
 - ``cddfuse``: CDDFuse's ``utils/Evaluator.py``.
+- ``ivifzoo``: the TPAMI 2024 survey's ``Metric/eval_torch.py`` (RollingPlain/IVIF_ZOO; :mod:`fusion.metrics.ivifzoo`).
+
+NMI, QNCIE, TE, Qy and MS_SSIM by their papers' definitions (:mod:`fusion.metrics.survey`) are in the standard set
+and can be asked for by name under the published conventions that lack them.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from functools import partial
 import torch
 
 from fusion.io import rgb_to_grey
-from fusion.metrics import error, fmi, gradient, information, perceptual, structural, tang2022
-from fusion.metrics._kernels import bgr2gray_opencv_float, rgb2gray_matlab
+from fusion.metrics import error, fmi, gradient, information, ivifzoo, perceptual, structural, survey, tang2022
+from fusion.metrics._kernels import bgr2gray_opencv_float, rgb2gray_matlab, rgb2gray_pil
 
 MetricFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -68,6 +72,15 @@ FMI = {
     "FMI_pixel": (partial(fmi.fmi, feature="pixel"), True),
     "FMI_dct": (partial(fmi.fmi, feature="dct"), True),
 }
+# The survey's added metrics by their papers' definitions (fusion.metrics.survey): in the standard set, and on
+# request (by name) in the conventions of published codes that do not compute them.
+SURVEY = {
+    "NMI": (survey.nmi, True),
+    "QNCIE": (survey.qncie, True),
+    "TE": (survey.tsallis, True),
+    "Qy": (survey.qy, True),
+    "MS_SSIM": (survey.ms_ssim, True),
+}
 
 STANDARD = Convention(
     "standard",
@@ -95,6 +108,7 @@ STANDARD = Convention(
         "PSNR": (error.psnr, True),
         "MSE": (error.mse, False),
         "RMSE": (error.rmse, False),
+        **SURVEY,
     },
     extra=FMI,
     shared={
@@ -123,6 +137,7 @@ VIFB = Convention(
         "Qcv": (perceptual.qcv, False),
     },
     per_channel=True,
+    extra=SURVEY,
 )
 
 TANG = Convention(
@@ -148,7 +163,7 @@ TANG = Convention(
         "PSNR": (partial(error.psnr, variant="tang"), True),
         "MSE": (lambda f, a, b: error.mse(f, a, b) / 255.0**2, False),
     },
-    extra=FMI,
+    extra={**FMI, **{k: v for k, v in SURVEY.items() if k != "MS_SSIM"}},  # its MS_SSIM is MEF-SSIM
 )
 
 TANG2022 = Convention(
@@ -168,7 +183,7 @@ TANG2022 = Convention(
         "CC": TANG.metrics["CC"],
         "Qabf": (tang2022.qabf, True),
     },
-    extra={"SSIM": (perceptual.mef_ssim, True), **FMI},  # the code's non-default SSIM is MEF-SSIM
+    extra={"SSIM": (perceptual.mef_ssim, True), **FMI, **SURVEY},  # the code's non-default SSIM is MEF-SSIM
 )
 
 CDDFUSE = Convention(
@@ -189,6 +204,37 @@ CDDFUSE = Convention(
         "PSNR": (partial(error.psnr, variant="cddfuse"), True),
         "MSE": (error.mse, False),
     },
+    extra=SURVEY,
 )
 
-CONVENTIONS = {c.name: c for c in (STANDARD, VIFB, TANG, TANG2022, CDDFUSE)}
+_Z = ivifzoo.per_image
+IVIFZOO = Convention(
+    "ivifzoo",
+    rgb2gray_pil,
+    True,
+    {  # the 21 metrics eval_torch.py reports, in its order
+        "CE": (_Z(ivifzoo.ce), False),
+        "NMI": (_Z(ivifzoo.nmi), True),
+        "QNCIE": (_Z(ivifzoo.qncie), True),
+        "TE": (_Z(ivifzoo.te), False),  # H(ir) + H(vis) - H(F): lower when F holds more information
+        "EI": (_Z(ivifzoo.ei), True),
+        "Qy": (_Z(ivifzoo.qy), True),
+        "Qcb": (_Z(ivifzoo.qcb), True),
+        "EN": (_Z(ivifzoo.en), True),
+        "MI": (_Z(ivifzoo.mi), True),
+        "SF": (_Z(ivifzoo.sf), True),
+        "AG": (_Z(ivifzoo.ag), True),
+        "SD": (_Z(ivifzoo.sd), True),
+        "CC": (_Z(ivifzoo.cc), True),
+        "SCD": (_Z(ivifzoo.scd), True),
+        "VIF": (_Z(ivifzoo.vif), True),
+        "MSE": (_Z(ivifzoo.mse), False),
+        "PSNR": (_Z(ivifzoo.psnr), True),
+        "Qabf": (_Z(ivifzoo.qabf), True),
+        "Nabf": (_Z(ivifzoo.nabf), False),
+        "SSIM": (_Z(ivifzoo.ssim), True),
+        "MS_SSIM": (_Z(ivifzoo.ms_ssim), True),
+    },
+)
+
+CONVENTIONS = {c.name: c for c in (STANDARD, VIFB, TANG, TANG2022, CDDFUSE, IVIFZOO)}
