@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fusion.commandline import OneLineParser, dispatch
 from fusion.errors import RgbtError
 
 LIGHTNING = ("fit", "validate", "test", "predict")
@@ -58,9 +59,14 @@ def cmd_compare(a: argparse.Namespace) -> None:
     print(text)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from fusion.cli import OneLineParser
+def add_parser(sub) -> None:
+    """The ``rgbt detect`` line of ``rgbt --help``; :func:`main` parses its arguments."""
+    sub.add_parser(
+        "detect", help="downstream detector: rgbt detect fit|test|predict|compare (see rgbt detect -h)", add_help=False
+    )
 
+
+def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="rgbt detect", description="downstream detection on fused and RGB-T input")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for name in LIGHTNING:
@@ -96,8 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from fusion.cli import dispatch
-
     datamodule = None
     if argv and argv[0] == "predict" and not any(a == "--ckpt_path" or a.startswith("--ckpt_path=") for a in argv):
         print("rgbt detect predict: error: no --ckpt_path; pass the checkpoint that rgbt detect fit wrote "

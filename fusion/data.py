@@ -233,13 +233,3 @@ class PatchDataset(Dataset):
             x = x.flip(-1)
         x = torch.rot90(x, int(torch.randint(0, 4, (1,), generator=g)), dims=(1, 2))
         return {"vis": x[:1].contiguous(), "ir": x[1:].contiguous(), "name": self.names[k]}
-
-
-def __getattr__(name: str):
-    # The Lightning data module lives in fusion.datamodule: importing Lightning costs 150 MB and a second, which
-    # fusing and scoring do not need. ``fusion.data.FusionDataModule`` (configs' class_path) still works.
-    if name == "FusionDataModule":
-        from fusion.datamodule import FusionDataModule
-
-        return FusionDataModule
-    raise AttributeError(f"module 'fusion.data' has no attribute '{name}'")

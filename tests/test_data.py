@@ -2,7 +2,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from fusion.data import FusionDataModule, PairDataset, PatchDataset, dataset_pairs, find_pairs, resolve_data_root
+from fusion.data import PairDataset, PatchDataset, dataset_pairs, find_pairs, resolve_data_root
+from fusion.datamodule import FusionDataModule
 from fusion.errors import RgbtError
 
 

@@ -104,7 +104,7 @@ def test_sampler_shards_and_resumes(monkeypatch):
 def test_ddp_two_processes_gloo(train_set, tmp_path):
     import pytorch_lightning as pl
 
-    from fusion.data import FusionDataModule
+    from fusion.datamodule import FusionDataModule
     from fusion.models import DenseFuse
     from fusion.train import FusionModule
     from fusion.train.base import CloseProcessGroup

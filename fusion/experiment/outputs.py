@@ -19,9 +19,9 @@ import os
 from pathlib import Path
 
 from fusion.errors import RgbtError, short
-from fusion.experiment.run import CSV_COLUMNS, Work, slug
 from fusion.experiment.spec import Spec
 from fusion.experiment.tables import differences, render
+from fusion.experiment.work import CSV_COLUMNS, Work, slug
 from fusion.io import atomic_write_bytes, csv_bytes
 
 PUBLISHED_COLUMNS = ("dataset", "method", "metric", "value", "source")

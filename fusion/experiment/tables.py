@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from fusion.experiment.spec import Spec
+from fusion.experiment.work import slug
 from fusion.metrics import higher_is_better
 
 
@@ -195,7 +196,6 @@ def _label_key(s: str) -> str:
 def render(spec: Spec, rows: list[tuple], published: list[dict]) -> dict[str, str]:
     """Every table file's text: ``{relative path: text}`` (``<dataset>.md``, ``<dataset>.tex`` and
     ``tables.md`` with every dataset)."""
-    from fusion.experiment.run import slug
 
     files, md = {}, []
     for ds in spec.datasets:

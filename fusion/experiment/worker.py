@@ -11,7 +11,7 @@ from pytorch_lightning import LightningModule, Trainer
 from torch.utils.data import DataLoader
 
 from fusion.errors import RgbtError
-from fusion.experiment.run import Work
+from fusion.experiment.work import Work
 from fusion.perf import tune_allocator
 from fusion.train.base import CloseProcessGroup
 from fusion.train.cli import quiet_lightning

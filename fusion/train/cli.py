@@ -56,7 +56,7 @@ def quiet_lightning() -> None:
 
 def make_cli(args: list[str], run: bool = True, datamodule_class=None):
     """Build (and by default run) the LightningCLI on ``args`` (``["fit", "--config", ...]``); the data module
-    class defaults to :class:`fusion.data.FusionDataModule` (detection passes its own)."""
+    class defaults to :class:`fusion.datamodule.FusionDataModule` (detection passes its own)."""
     os.environ.setdefault("WANDB_MODE", "offline")  # never reach for an account unless asked
     os.environ.setdefault("WANDB_SILENT", "true")  # no anonymous-mode or git-root notices on every run
     os.environ.setdefault("WANDB_DISABLE_GIT", "true")
