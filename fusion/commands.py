@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fusion.commandline import check_csv_target, parse_device, parse_tile
 from fusion.errors import RgbtError
+from fusion.metrics.conventions import CONVENTIONS
 
 TRAIN_COMMANDS = ("fit", "validate", "test")  # parsed by LightningCLI (fusion/train/cli.py)
 
@@ -184,7 +185,7 @@ def add_evaluate(sub) -> None:
     e.add_argument(
         "--convention",
         default="standard",
-        choices=("standard", "vifb", "tang", "tang2022", "cddfuse", "ivifzoo"),
+        choices=tuple(CONVENTIONS),
         help="whose metric definitions to use (default: standard; see docs/metrics.md)",
     )
     e.add_argument(

@@ -38,6 +38,8 @@ class DemoConfig:
     figure_samples: dict[str, str] = field(
         default_factory=lambda: {"tno": "03", "roadscene/test": "FLIR_04593", "msrs": "00055D"}
     )
+    figure_height: int = 180  # pixels of each image in comparison.png
+    figure_bits: int = 8  # levels kept per channel in comparison.png (6: a third of the size, for a repository)
     limit: int | None = None  # at most this many pairs per dataset (None: all)
     skip_missing: bool = True  # leave out networks whose weights are not found (False: fail, as rgbt fuse does)
 
@@ -46,6 +48,10 @@ class DemoConfig:
             v = getattr(self, key)
             if not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v):
                 raise RgbtError(f"demo setting '{key}' must be a non-empty list of names, got {v!r}")
+        if not isinstance(self.figure_height, int) or not 32 <= self.figure_height <= 2048:
+            raise RgbtError(f"demo setting 'figure_height' must be 32-2048 pixels, got {self.figure_height!r}")
+        if not isinstance(self.figure_bits, int) or not 4 <= self.figure_bits <= 8:
+            raise RgbtError(f"demo setting 'figure_bits' must be 4-8, got {self.figure_bits!r}")
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
             raise RgbtError(f"demo setting 'limit' must be a positive integer or null, got {self.limit!r}")
 
@@ -118,7 +124,7 @@ def run_demo(
         figure_rows.append(row)
     csv_path = write_csv(rows, out / "metrics.csv", overwrite=True)
     fig_path = out / "comparison.png"
-    save_figure(comparison_figure(figure_rows), fig_path)
+    save_figure(comparison_figure(figure_rows, cfg.figure_height), fig_path, cfg.figure_bits)
     n = len({r.image for r in rows})
     print("fusion time (s, all datasets): " + ", ".join(f"{m} {t:.1f}" for m, t in timings.items()))
     print(

@@ -229,24 +229,32 @@ def main() -> None:
     ratio = " | authors / official | authors / ours" if "authors" in modes else ""
     print(f"\n| method | size | parameters | GFLOPs{cols}{ratio} |")
     print("|---|---|---:|---:|" + "---:|" * (2 * len(devices) * len(modes) + (2 if ratio else 0)))
+    from fusion.models.zoo import FAMILIES
+
     for method in a.models.split(","):
+        # a family without an official mode (DDcGAN: TensorFlow 1 only) is timed in our mode alone
+        runs = modes if ZOO[method].family in FAMILIES else ["ours"]
         for w, h in sizes:
             size = ["--sizes", f"{w}x{h}"]
-            times = {d: child(["--time", method, d, ",".join(modes), *size], a) for d in devices}
-            peaks = {(d, m): child(["--peak", method, d, m, *size], a) for d in devices for m in modes}
+            times = {d: child(["--time", method, d, ",".join(runs), *size], a) for d in devices}
+            peaks = {(d, m): child(["--peak", method, d, m, *size], a) if m in runs else None
+                     for d in devices for m in modes}  # fmt: skip
             fails = [f"{d}: {t}" for d, t in times.items() if isinstance(t, str)]
             fails += [f"{k}: {v}" for k, v in peaks.items() if isinstance(v, str)]
             t = [times[d].get(m) if isinstance(times[d], dict) else None for d in devices for m in modes]
-            mem = [v if not isinstance(v, str) else None for v in peaks.values()]
+            mem = [v if isinstance(v, float) else None for v in peaks.values()]
             row = f"| {method} | {w}x{h} | {ZOO[method].params:,} | {flops(method, h, w) / 1e9:.0f}"
             row += "".join(f" | {x:.3f}" if x is not None else " | -" for x in t)
             row += "".join(f" | {x:.2f}" if x is not None else " | -" for x in mem)
             if ratio:
                 c = times["cpu"] if isinstance(times.get("cpu"), dict) else None
-                row += f" | {c['authors'] / c['official']:.2f}x | {c['authors'] / c['ours']:.2f}x" if c else " | - | -"
+                ok = c and "authors" in c
+                row += f" | {c['authors'] / c['official']:.2f}x | {c['authors'] / c['ours']:.2f}x" if ok else " | - | -"
             print(row + " |", flush=True)
             for f in fails:
                 print(f"  {method} {f}", flush=True)
+            if runs != modes:
+                print(f"  {method}: no official mode (the authors' code is TensorFlow 1), ours only", flush=True)
 
 
 if __name__ == "__main__":
