@@ -16,6 +16,9 @@ import numpy as np
 from fusion.errors import RgbtError, short
 from fusion.io import imdecode_file
 
+MAX_CORNERS = 200  # corners (or circles) along one side of a board
+MAX_MM = 10_000  # a square of 10 m
+
 
 @dataclass(frozen=True)
 class Chessboard:
@@ -34,7 +37,7 @@ class Chessboard:
                 raise ValueError
             cols, rows = (int(v) for v in parts[1].lower().split("x"))
             square = float(parts[2]) if len(parts) == 3 else 1.0
-            if cols < 2 or rows < 2 or square <= 0:
+            if not (2 <= cols <= MAX_CORNERS and 2 <= rows <= MAX_CORNERS and 0 < square < MAX_MM):  # NaN fails too
                 raise ValueError
         except ValueError:
             raise RgbtError(
@@ -205,10 +208,15 @@ def parse_board_spec(text: str):
         if kind in ("circles", "acircles"):
             _, size, mm = text.split(":")
             cols, rows = (int(v) for v in size.lower().split("x"))
+            if not (2 <= cols <= MAX_CORNERS and 2 <= rows <= MAX_CORNERS and 0 < float(mm) < MAX_MM):
+                raise ValueError
             return CircleGrid(cols, rows, float(mm), kind == "acircles")
         if kind == "charuco":
             parts = text.split(":")
             sx, sy = (int(v) for v in parts[1].lower().split("x"))
+            sq, mk = float(parts[2]), float(parts[3])
+            if not (3 <= sx <= MAX_CORNERS and 3 <= sy <= MAX_CORNERS and 0 < mk < sq < MAX_MM):
+                raise ValueError
             spec = Charuco(sx, sy, float(parts[2]), float(parts[3]), parts[4] if len(parts) > 4 else "DICT_4X4_50")
             spec.board()  # validates the dictionary name
             return spec

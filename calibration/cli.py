@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from fusion.errors import RgbtError
 
@@ -15,7 +14,8 @@ def cmd_calibrate(a: argparse.Namespace) -> None:
     from calibration.run import parse_board, run_calibration
 
     board = parse_board(a.board)
-    res = run_calibration(board, a.cam1, a.out, a.cam2, a.thermal1, a.thermal2, a.overwrite, a.plot)
+    image = a.board.split(":")[1] if a.board.startswith("coded:") else None
+    res = run_calibration(board, a.cam1, a.out, a.cam2, a.thermal1, a.thermal2, a.overwrite, a.plot, image)
     for cam in ("camera1", "camera2"):
         if cam in res:
             c = res[cam]
@@ -33,10 +33,11 @@ def cmd_register(a: argparse.Namespace) -> None:
 
     from calibration import register as R
     from calibration.registration import Registration
+    from fusion.guard import check_image_memory, check_outputs
 
     if a.action == "fit":
-        if a.out and os.path.exists(a.out) and not a.overwrite:
-            raise RgbtError(f"{a.out} exists; pass --overwrite to replace it or choose another --out")
+        inputs = [a.ir, a.vis, a.via_ir, a.via_vis, a.points, a.init, a.rig]
+        check_outputs({"--out": a.out}, inputs, a.overwrite)
         reg = R.fit(a)
         reg.save(a.out, overwrite=a.overwrite)
         for k, v in reg.info.items():
@@ -46,7 +47,7 @@ def cmd_register(a: argparse.Namespace) -> None:
             f"{reg.target} {reg.target_size[0]}x{reg.target_size[1]})"
         )
     elif a.action == "apply":
-        reg = Registration.load(a.reg)
+        check_outputs({"--out": a.out}, [a.ir, a.vis, a.reg], folders=("--out",))
         size = None
         if a.resize:
             try:
@@ -54,6 +55,8 @@ def cmd_register(a: argparse.Namespace) -> None:
                 assert len(size) == 2 and min(size) > 0
             except (ValueError, AssertionError):
                 raise RgbtError(f"--resize {a.resize}: write it as WIDTHxHEIGHT, e.g. 640x512") from None
+            check_image_memory(size[0], size[1], 3 * 2, "--resize")  # the two aligned images, 3 bytes a pixel
+        reg = Registration.load(a.reg)
         n = R.apply(reg, a.ir, a.vis, a.out, not a.no_crop, a.overlay, a.overwrite, a.rgb_onto_ir, size)
         print(f"wrote {n} aligned pairs to {a.out}/ir and {a.out}/vi")
     else:

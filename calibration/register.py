@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -52,7 +53,25 @@ def read_points(path: str | Path, one_based: bool = False) -> tuple[np.ndarray, 
         ) from None
     if src.ndim != 2 or src.shape[1] != 2 or src.shape != dst.shape:
         raise RgbtError(f"{short(path)}: source and target point lists must be N x 2 of the same length")
+    if not (np.isfinite(src).all() and np.isfinite(dst).all()):
+        raise RgbtError(f"{short(path)}: a coordinate is NaN or infinite; fix or remove that point")
     return (src - 1, dst - 1) if one_based else (src, dst)
+
+
+def read_flow(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A ground-truth displacement file: ``<id>.npz`` holding ``disp`` (H, W, 2) floats of the RGB image's size,
+    finite; read without unpickling."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            disp = np.asarray(z["disp"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise RgbtError(f"{short(path)}: not a displacement file with a 'disp' array ({type(e).__name__})") from None
+    if disp.shape != (*shape, 2) or not np.issubdtype(disp.dtype, np.floating) or not np.isfinite(disp).all():
+        raise RgbtError(
+            f"{short(path)}: 'disp' must be finite floats of shape {shape[0]}x{shape[1]}x2 (the RGB image's size), "
+            f"got {disp.dtype} {'x'.join(map(str, disp.shape))}"
+        )
+    return disp.astype(np.float64)
 
 
 def _locate(crop: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, float]:
@@ -109,16 +128,12 @@ def bridge(ir_full: np.ndarray, vis_hr: np.ndarray, ir_crop: np.ndarray, vis_cro
 def fit(args) -> Registration:
     """Registration from ``--points``, ``--via-ir/--via-vis`` (bridge) or the images alone (automatic)."""
     if args.rig:
-        import yaml
-
         from calibration.registration import from_rig
+        from fusion.safeyaml import load_yaml
 
-        try:
-            rig = yaml.safe_load(Path(args.rig).read_text())
-        except FileNotFoundError:
-            raise RgbtError(f"{short(args.rig)}: no such calibration file (write one with rgbt calibrate)") from None
-        except (UnicodeDecodeError, yaml.YAMLError, IsADirectoryError):
-            raise RgbtError(f"{short(args.rig)}: not a calibration YAML written by rgbt calibrate") from None
+        if not Path(args.rig).exists():
+            raise RgbtError(f"{short(args.rig)}: no such calibration file (write one with rgbt calibrate)")
+        rig = load_yaml(args.rig, "calibration file")
         if not isinstance(rig, dict) or "stereo" not in rig:
             raise RgbtError(f"{short(args.rig)}: not a stereo calibration (no 'stereo' entry); use rgbt calibrate "
                             "with --cam1 and --cam2")  # fmt: skip
@@ -261,7 +276,7 @@ def eval_flows(flow_dir: str, warped_dir: str, vis_dir: str, model: str) -> list
         if not src or not dst:
             raise RgbtError(f"{short(f)}: no image '{k}' in {short(warped_dir)} or {short(vis_dir)}")
         ir, vis = imread(src[0]), imread(dst[0])
-        disp = np.load(f)["disp"].astype(np.float64)
+        disp = read_flow(f, vis.shape[:2])
         identity = Registration(np.eye(3), model, ir.shape[1::-1], vis.shape[1::-1])
         reg = auto_register(ir, vis, model)
         e0, e1 = endpoint_error(identity, disp), endpoint_error(reg, disp)

@@ -12,13 +12,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
 import cv2
 import numpy as np
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fusion.errors import RgbtError, short
 from fusion.io import atomic_write_bytes
+from fusion.safeyaml import load_yaml
 
 MODELS = ("translation", "similarity", "affine", "homography")
 _SHIFT = np.array([[1.0, 0, 1], [0, 1, 1], [0, 0, 1]])  # 0-based -> 1-based pixel coordinates
@@ -100,18 +103,87 @@ class Registration:
         path = Path(path)
         if path.is_dir():
             raise RgbtError(f"--reg {short(path)} is a folder; pass the .yaml or .json file rgbt register fit wrote")
+        if path.is_file() and path.stat().st_size > 1 << 20:  # a registration is a few hundred bytes
+            raise RgbtError(f"{short(path)}: {path.stat().st_size:,} bytes is not a registration file; check --reg")
         try:
-            d = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
-            src, tgt = (s.strip() for s in d["direction"].split("->"))
-            reg = cls(d["H"], d["model"], d["source_size"], d["target_size"], src, tgt, d.get("info", {}))
+            d = json.loads(path.read_text()) if path.suffix == ".json" else load_yaml(path, "registration file")
         except FileNotFoundError:
             raise RgbtError(f"{short(path)}: no such registration file") from None
-        except (KeyError, ValueError, TypeError, AttributeError, UnicodeDecodeError, yaml.YAMLError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise RgbtError(f"{short(path)}: not a registration file written by rgbt ({type(e).__name__})") from None
-        H = np.asarray(reg.H, dtype=float)
-        if H.shape != (3, 3) or not np.isfinite(H).all() or abs(np.linalg.det(H)) < 1e-12:
+        except RgbtError as e:
+            if "not valid YAML" not in str(e):
+                raise
+            raise RgbtError(f"{short(path)}: not a registration file written by rgbt (invalid YAML)") from None
+        f = validate_file(d, path)
+        H = np.asarray(f.H, dtype=np.float64)
+        if abs(H[2, 2]) < 1e-12 or abs(np.linalg.det(H)) < 1e-12:
             raise RgbtError(f"{short(path)}: its matrix H is not a finite, invertible 3x3; fit the registration again")
+        src, tgt = (s.strip() for s in f.direction.split("->"))
+        reg = cls(H, f.model, f.source_size, f.target_size, src, tgt, f.info)
+        check_frame(reg, path)
         return reg
+
+
+def check_frame(reg: Registration, where: str | Path) -> None:
+    """Refuse a matrix that does not map the source frame onto a proper quadrilateral: a corner sent to or across
+    the horizon (w <= 0, e.g. a bottom row of [1, 1, 1e-12]), to infinity, or corners closer than a pixel (the
+    frame collapsed: every pixel would sample one spot and the warp would be a constant image)."""
+    H = reg.H
+    w, h = reg.source_size
+    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [w - 1, h - 1, 1], [0, h - 1, 1]], np.float64)
+    p = corners @ H.T
+    ok = np.isfinite(p).all() and (p[:, 2] > 1e-9 * np.abs(p[:, :2]).max(initial=1.0)).all()
+    if ok:
+        q = p[:, :2] / p[:, 2:3]
+        gaps = [np.linalg.norm(q[i] - q[j]) for i in range(4) for j in range(i + 1, 4)]
+        ok = np.isfinite(q).all() and np.abs(q).max() < 1e7 and min(gaps) >= 1.0
+    if not ok:
+        raise RgbtError(
+            f"{short(where)}: its matrix H does not map the {w}x{h} source frame to a proper quadrilateral (corners at "
+            "infinity, behind the horizon or collapsed); fit the registration again"
+        )
+
+
+class _RegistrationFile(BaseModel):
+    """What ``rgbt register fit`` writes (:meth:`Registration.to_dict`); ``convention`` and ``matlab`` are
+    informative and recomputed from ``H``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    direction: Annotated[str, Field(pattern=r"^\s*\w+\s*->\s*\w+\s*$")]
+    model: Literal["translation", "similarity", "affine", "homography"]
+    convention: str | None = None
+    source_size: Annotated[list[Annotated[int, Field(ge=1, le=65535)]], Field(min_length=2, max_length=2)]
+    target_size: Annotated[list[Annotated[int, Field(ge=1, le=65535)]], Field(min_length=2, max_length=2)]
+    H: Annotated[
+        list[Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=3, max_length=3)]],
+        Field(min_length=3, max_length=3),
+    ]
+    matlab: dict | None = None
+    info: dict = Field(default_factory=dict)
+
+
+def validate_file(d: object, path: str | Path) -> _RegistrationFile:
+    """A registration file's content checked against its schema, or one line naming the key and the fix."""
+    if not isinstance(d, dict):
+        raise RgbtError(f"{short(path)}: not a registration file written by rgbt (not a mapping)")
+    try:
+        return _RegistrationFile.model_validate(d)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        key = ".".join(str(x) for x in err["loc"]) or "the file"
+        if err["type"] == "extra_forbidden":
+            raise RgbtError(f"{short(path)}: unknown key '{key}' in a registration file; remove it") from None
+        if err["type"] == "missing":
+            raise RgbtError(
+                f"{short(path)}: no '{key}'; not a registration file written by rgbt register fit"
+            ) from None
+        if err["loc"][0] == "H":
+            raise RgbtError(
+                f"{short(path)}: its matrix H is not a finite, invertible 3x3 ({key}: {err['msg']}); fit the "
+                "registration again"
+            ) from None
+        raise RgbtError(f"{short(path)}: {key}: {err['msg']}; fit the registration again or fix the file") from None
 
 
 def _lsq_affine(src: np.ndarray, dst: np.ndarray, similarity: bool) -> np.ndarray:

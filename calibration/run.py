@@ -39,7 +39,7 @@ def parse_board(text: str) -> Chessboard | CodedBoard:
             raise RgbtError(f"coded board image {short(path)} not found; pass the printable board PNG")
         try:
             square = float(parts[2]) if len(parts) > 2 else 50.5
-            if not square > 0 or len(parts) > 3:
+            if not 0 < square < 10_000 or len(parts) > 3:  # NaN and inf fail too
                 raise ValueError
         except ValueError:
             raise RgbtError(f"board '{text}': write coded:BOARD.png or coded:BOARD.png:SQUARE_MM (e.g. 50.5)") from None
@@ -170,11 +170,17 @@ def run_calibration(
     thermal2: bool = False,
     overwrite: bool = False,
     plot: str | Path | None = None,
+    board_image: str | Path | None = None,
 ) -> dict:
-    """Calibrate one camera (``cam1`` glob) or a stereo pair (``cam1``, ``cam2``) and write the YAML ``out``."""
+    """Calibrate one camera (``cam1`` glob) or a stereo pair (``cam1``, ``cam2``) and write the YAML ``out``
+    (and the ``plot``); ``board_image``, the coded board's printable image, is an input the outputs must spare."""
+    import glob
+
+    from fusion.guard import check_outputs
+
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise RgbtError(f"{short(out)} exists; pass --overwrite to replace it or choose another --out")
+    inputs = glob.glob(cam1) + (glob.glob(cam2) if cam2 else []) + [board_image]
+    check_outputs({"--out": out, "--plot": plot}, inputs, overwrite)  # before the slow detection
     kind = {CodedBoard: "coded", Charuco: "charuco", CircleGrid: "circle grid"}.get(type(board), "chessboard")
     result: dict = {"board": {"type": kind, "inner_corners": [board.cols, board.rows], "square_mm": board.square}}
     corners1, notes1, size1 = detect_all(cam1, board, thermal1)

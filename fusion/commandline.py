@@ -7,8 +7,9 @@ A leaf: it imports no command module (``fusion/cli.py`` assembles ``fusion/comma
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from pathlib import Path
+from collections.abc import Callable
 
 import torch
 
@@ -27,6 +28,52 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
+def crash_report(prog: str, argv: list[str], exc: BaseException) -> str:
+    """Write the traceback of an unexpected error, with the command line and versions, to a report file; return
+    its path (or a note that it could not be written). The user sees one line; a bug report gets the whole."""
+    import platform
+    import tempfile
+    import time
+    import traceback
+
+    text = (
+        f"{prog} {' '.join(argv)}\n{time.strftime('%Y-%m-%d %H:%M:%S')}, python {platform.python_version()}, "
+        f"torch {torch.__version__}, {platform.platform()}\n\n" + "".join(traceback.format_exception(exc))
+    )
+    try:
+        fd, path = tempfile.mkstemp(prefix="rgbt-crash-", suffix=".txt")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return path
+    except OSError:
+        return "not written: the temporary folder is not writable"
+
+
+def _guarded(prog: str, command: str, argv: list[str], run: Callable[[], object]) -> int:
+    """Run one command: expected errors are one line and their exit status (2, or 3 for an unreliable result);
+    anything else is one line naming a report file, exit 1 (``RGBT_DEBUG=1``: the traceback instead)."""
+    try:
+        run()
+    except RgbtError as e:
+        print(f"{prog} {command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; finished images are complete, rerun to continue", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug or an unforeseen input: never a bare traceback
+        if os.environ.get("RGBT_DEBUG", "") not in ("", "0"):
+            raise
+        what = " ".join(str(e).split())[:200] or "no message"
+        report = crash_report(prog, argv, e)
+        print(
+            f"{prog} {command}: unexpected error: {type(e).__name__}: {what} (full report: {report}; "
+            "RGBT_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def dispatch(
     argv: list[str], prog: str, parser: argparse.ArgumentParser, lightning: tuple[str, ...], datamodule_class=None
 ) -> int:
@@ -35,22 +82,11 @@ def dispatch(
     if argv and argv[0] in lightning:  # LightningCLI owns these arguments
         from fusion.train.cli import main as train_main
 
-        try:
-            train_main(list(argv), datamodule_class=datamodule_class, prog=prog)
-        except RgbtError as e:
-            print(f"{prog} {argv[0]}: error: {e}", file=sys.stderr)
-            return e.exit_code
-        return 0
+        return _guarded(
+            prog, argv[0], argv, lambda: train_main(list(argv), datamodule_class=datamodule_class, prog=prog)
+        )
     args = parser.parse_args(argv)
-    try:
-        args.func(args)
-    except RgbtError as e:
-        print(f"{prog} {args.command}: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted; finished images are complete, rerun to continue", file=sys.stderr)
-        return 130
-    return 0
+    return _guarded(prog, args.command, argv, lambda: args.func(args))
 
 
 def parse_device(name: str) -> str:
@@ -80,14 +116,9 @@ def parse_tile(tile: int | None) -> int | None:
     return tile
 
 
-def check_csv_target(path: str, overwrite: bool) -> None:
+def check_csv_target(path: str, overwrite: bool, inputs: list[str] = ()) -> None:
     """Fail before the slow part if ``--csv`` cannot be written: a folder, an existing file without
-    ``--overwrite``, or a folder we may not write in."""
-    p = Path(path)
-    if p.is_dir():
-        raise RgbtError(f"--csv {path} is a folder; name a file, e.g. {Path(path) / 'scores.csv'}")
-    if p.exists() and not overwrite:
-        raise RgbtError(f"{path} exists; pass --overwrite to replace it or choose another --csv")
-    from fusion.io import probe_writable
+    ``--overwrite``, a file or folder among the ``inputs``, or a folder we may not write in."""
+    from fusion.guard import check_outputs
 
-    probe_writable(p.parent, f"--csv {path}")
+    check_outputs({"--csv": path}, inputs, overwrite)

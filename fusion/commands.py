@@ -7,7 +7,6 @@ Each ``add_<command>(sub)`` adds one sub-parser with its handler; :mod:`fusion.c
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from fusion.commandline import check_csv_target, parse_device, parse_tile
@@ -59,7 +58,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     else:
         metrics = metric_names(a.convention) if not a.metrics else [m.strip() for m in a.metrics.split(",")]
     if a.csv:  # fail before the slow part
-        check_csv_target(a.csv, a.overwrite)
+        check_csv_target(a.csv, a.overwrite, [a.fused, a.ir, a.vis])
     pairs = find_pairs(a.ir, a.vis)
     fused = collect_fused(a.fused, [p.name for p in pairs])
     from fusion.io import Norm16
@@ -103,10 +102,10 @@ def cmd_methods(a: argparse.Namespace) -> None:
 
 
 def cmd_export(a: argparse.Namespace) -> None:
+    from fusion.guard import check_outputs
     from fusion.models import load_model, save_weights
 
-    if os.path.exists(a.out) and not a.overwrite:
-        raise RgbtError(f"{a.out} exists; pass --overwrite to replace it")
+    check_outputs({"--out": a.out}, [a.ckpt], a.overwrite)
     import hashlib
 
     from fusion.models import weight_files

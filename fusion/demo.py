@@ -6,8 +6,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
 from fusion.data import dataset_dir, dataset_pairs
 from fusion.errors import RgbtError, short
 from fusion.evaluate import collect_fused, evaluate_pairs, markdown_table, write_csv
@@ -16,6 +14,7 @@ from fusion.fuse import fuse_pairs
 from fusion.io import read_image
 from fusion.methods import CLASSICAL, build_method
 from fusion.models.zoo import ZOO, find_weights
+from fusion.safeyaml import load_yaml
 
 
 def fast_methods() -> list[str]:
@@ -57,12 +56,9 @@ class DemoConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> DemoConfig:
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise RgbtError(f"{short(path)}: no such config file") from None
-        except yaml.YAMLError as e:
-            raise RgbtError(f"{short(path)}: not valid YAML ({str(e).splitlines()[0]}); fix the file") from None
+        raw = load_yaml(path, "demo config") or {}
+        if not isinstance(raw, dict):
+            raise RgbtError(f"{short(path)}: a demo config is a mapping of settings (see experiments/demo.yaml)")
         unknown = set(raw) - set(asdict(cls()))
         if unknown:
             raise RgbtError(f"{short(path)}: unknown demo setting(s) {', '.join(sorted(unknown))}")

@@ -61,15 +61,11 @@ def check_sizes(pairs: list[Pair], norm16: Norm16 | None = None) -> None:
 
 
 def check_out_apart(out: str | Path, inputs: list[str | Path]) -> None:
-    """Refuse an output folder that is, contains or lies inside an input folder (the inputs would be overwritten
-    or taken for results)."""
-    o = Path(out).resolve()
-    for i in inputs:
-        d = Path(i).resolve()
-        if o == d or d in o.parents or o in d.parents:
-            raise RgbtError(
-                f"--out {short(out)} overlaps the input folder {short(i)}; choose an output folder outside the inputs"
-            )
+    """Refuse an output folder that is, contains or lies inside an input (the inputs would be overwritten or
+    taken for results): :func:`fusion.guard.check_outputs` for one ``--out`` folder."""
+    from fusion.guard import check_outputs
+
+    check_outputs({"--out": out}, inputs, folders=("--out",))
 
 
 @contextlib.contextmanager
@@ -136,7 +132,12 @@ def fuse_image(
     how each was scaled to [0, 1]. ``rgbt fuse`` and ``rgbt experiment`` fuse every image through this."""
     if official:  # the script reads the files itself
         vinfo, iinfo = inspect_image(pair.vis), inspect_image(pair.ir)
-        write_png_array(target, fuse_official(model, pair))
+        try:
+            write_png_array(target, fuse_official(model, pair))
+        except NonFiniteOutput:
+            raise RgbtError(
+                f"{method} --official produced NaN or infinite values on {short(pair.ir)}; check the checkpoint"
+            ) from None
     else:
         # the visible image stays uint8 (a quarter of the memory); fuse_to_array converts it strip by strip
         vis, vinfo = read_image(pair.vis, norm16=norm16, keep_uint8=True)

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -81,6 +82,57 @@ def _evil(p) -> Path:
 
 def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
+
+
+def _exp(p, raw: str | None = None, **over) -> list[str]:
+    """An experiment file over the two pairs of set/ (YAML text ``raw``, or the base with ``over``)."""
+    base = {"name": "t", "metrics": ["EN"], "datasets": [{"name": "S", "path": str(p["root"] / "set")}],
+            "methods": ["average"], "wandb": {"mode": "disabled"}}  # fmt: skip
+    f = p["root"] / "e.yaml"
+    f.write_text(raw if raw is not None else yaml.safe_dump({**base, **over}))
+    return ["experiment", "run", str(f), "--out", str(p["out"]), "--devices", "1"]
+
+
+def _pub_csv(p, text: str) -> str:
+    (p["root"] / "pub.csv").write_text(text)
+    return str(p["root"] / "pub.csv")
+
+
+def _npz(arr) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, disp=arr)
+    return buf.getvalue()
+
+
+def _flow(p, data: bytes) -> list[str]:
+    """One warped pair (p0) and its ground-truth displacement file ``data``."""
+    flow = p["root"] / "flow"
+    flow.mkdir()
+    _write(flow / "p0.npz", data)
+    return ["register", "eval", "--flow", str(flow), "--ir", str(p["ir"]), "--vis", str(p["vi"])]
+
+
+REG = "direction: IR -> RGB\nmodel: affine\nsource_size: [40, 56]\ntarget_size: [40, 56]\n"
+
+IDH = "H: [[1,0,0],[0,1,0],[0,0,1]]\n"
+
+
+def _reg_apply(p, text: str, *extra) -> list[str]:
+    _write(p["root"] / "r.yaml", text.encode())
+    return ["register", "apply", "--reg", str(p["root"] / "r.yaml"), "--ir", str(p["ir"]), "--vis", str(p["vi"]),
+            "--out", str(p["out"]), *extra]  # fmt: skip
+
+
+def _calib(p, *extra) -> list[str]:
+    return ["calibrate", "--board", "chessboard:9x6:25", "--cam1", str(p["ir"] / "*.png"), *extra]
+
+
+def _bomb() -> str:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    return "\n".join(lines) + "\n"
 
 
 PTS_HEADER = b"source_x,source_y,target_x,target_y\n"
@@ -192,6 +244,149 @@ CASES = {
                                    ["register", "fit", "--ir", str(p["root"] / os.fsdecode(b"bad\xff.png")), "--vis",
                                     str(p["vi"] / "p0.png"), "--out", str(p["root"] / "reg.yaml")], "bad"),
 }  # fmt: skip
+
+# Trust II (issue 26): one output guard, typed files, numbers checked where they enter, resource bounds
+CASES_II = {
+    # outputs never touch inputs, with or without --overwrite
+    "calibrate_plot_is_input": (lambda p: _calib(p, "--out", str(p["root"] / "rig.yaml"), "--plot",
+                                                 str(p["ir"] / "p0.png")), "overlaps the input file"),
+    "calibrate_plot_is_input_overwrite": (lambda p: _calib(p, "--out", str(p["root"] / "rig.yaml"), "--plot",
+                                                           str(p["ir"] / "p0.png"), "--overwrite"), "overlaps"),
+    "calibrate_out_is_input_overwrite": (lambda p: _calib(p, "--out", str(p["ir"] / "p1.png"), "--overwrite"),
+                                         "overlaps"),
+    "calibrate_plot_exists": (lambda p: _write(p["root"] / "v.png", b"mine") or
+                              _calib(p, "--out", str(p["root"] / "rig.yaml"), "--plot", str(p["root"] / "v.png")),
+                              "--overwrite"),
+    "calibrate_out_equals_plot": (lambda p: _calib(p, "--out", str(p["root"] / "a.png"), "--plot",
+                                                   str(p["root"] / "a.png")), "both name"),
+    "calibrate_coded_plot_is_board": (lambda p: ["calibrate", "--board", f"coded:{p['vi'] / 'p0.png'}", "--cam1",
+                                                 str(p["ir"] / "*.png"), "--out", str(p["root"] / "rig.yaml"),
+                                                 "--plot", str(p["vi"] / "p0.png"), "--overwrite"], "overlaps"),
+    "register_apply_out_is_ir": (lambda p: _reg_apply({**p, "out": p["ir"]}, REG + IDH),
+                                 "overlaps the input folder"),
+    "register_apply_out_inside_vis": (lambda p: _reg_apply({**p, "out": p["vi"] / "aligned"},
+                                                           REG + IDH), "overlaps"),
+    "register_apply_out_is_reg_file": (lambda p: _reg_apply({**p, "out": p["root"] / "r.yaml"},
+                                                            REG + IDH), "overlaps"),
+    "register_fit_out_is_ir_overwrite": (lambda p: ["register", "fit", "--ir", str(p["ir"] / "p0.png"), "--vis",
+                                                    str(p["vi"] / "p0.png"), "--out", str(p["ir"] / "p0.png"),
+                                                    "--overwrite"], "overlaps"),
+    "register_fit_out_is_points": (lambda p: _write(p["root"] / "pts.csv", PTS_HEADER + COLLINEAR) or
+                                   ["register", "fit", "--points", str(p["root"] / "pts.csv"), "--ir",
+                                    str(p["ir"] / "p0.png"), "--vis", str(p["vi"] / "p0.png"), "--out",
+                                    str(p["root"] / "pts.csv"), "--overwrite"], "overlaps"),
+    "eval_csv_is_ir_file_overwrite": (lambda p: _eval(p, "--csv", str(p["ir"] / "p0.png"), "--overwrite"), "overlaps"),
+    "eval_csv_inside_fused": (lambda p: _eval(p, "--csv", str(p["fused"] / "s.csv")), "overlaps"),
+    "eval_csv_inside_ir": (lambda p: _eval(p, "--csv", str(p["ir"] / "s.csv")), "overlaps"),
+    "export_out_is_ckpt_overwrite": (lambda p: ["export", "--ckpt", str(_weights(p)), "--out",
+                                                str(p["root"] / "w" / "densefuse.pt"), "--overwrite"], "overlaps"),
+    "experiment_out_is_dataset": (lambda p: _exp({**p, "out": p["root"] / "set"}), "overlaps"),
+    "experiment_out_inside_fused": (lambda p: _exp({**p, "out": p["fused"] / "average" / "x"},
+                                                   methods=[{"name": "A", "fused": str(p["fused"] / "average")}]),
+                                    "overlaps"),
+    # experiment files: typed, ranged, no duplicate keys, bounded
+    "experiment_metrics_int": (lambda p: _exp(p, metrics=5), "metrics"),
+    "experiment_decimals_negative": (lambda p: _exp(p, decimals=-3), "decimals"),
+    "experiment_decimals_100": (lambda p: _exp(p, decimals=100), "decimals"),
+    "experiment_decimals_true": (lambda p: _exp(p, decimals=True), "decimals"),
+    "experiment_metric_decimals_str": (lambda p: _exp(p, metrics=[{"name": "EN", "decimals": "3"}]), "decimals"),
+    "experiment_convention_list": (lambda p: _exp(p, convention=["standard"]), "convention"),
+    "experiment_samples_negative": (lambda p: _exp(p, figure={"samples": -1}), "figure.samples"),
+    "experiment_samples_huge": (lambda p: _exp(p, figure={"samples": 10**9}), "figure.samples"),
+    "experiment_std_string": (lambda p: _exp(p, table={"std": "yes"}), "table.std"),
+    "experiment_datasets_empty": (lambda p: _exp(p, datasets=[]), "datasets"),
+    "experiment_methods_mapping": (lambda p: _exp(p, methods={"average": 1}), "methods"),
+    "experiment_official_string": (lambda p: _exp(p, methods=[{"name": "densefuse", "official": "yes"}]), "official"),
+    "experiment_duplicate_key": (lambda p: _exp(p, raw="name: a\nname: b\nmethods: [average]\n"
+                                                    f"datasets: [{{name: S, path: {p['root'] / 'set'}}}]\n"),
+                                 "duplicate key 'name'"),
+    "experiment_alias_bomb": (lambda p: _exp(p, raw=_bomb()), "expand to more than"),
+    "experiment_deep_nesting": (lambda p: _exp(p, raw="a: " + "[" * 3000 + "]" * 3000 + "\n"), "nested"),
+    "experiment_not_a_mapping": (lambda p: _exp(p, raw="- just\n- a list\n"), "mapping"),
+    "experiment_binary_file": (lambda p: _write(p["root"] / "e.yaml", bytes(range(256))) or
+                               ["experiment", "run", str(p["root"] / "e.yaml"), "--out", str(p["out"])], "e.yaml"),
+    "experiment_name_parent": (lambda p: _exp(p, name="../../x"), "name"),
+    "experiment_name_absolute": (lambda p: _exp(p, name="/tmp/x"), "name"),
+    "experiment_name_dotdot": (lambda p: _exp(p, name=".."), "name"),
+    "experiment_published_nan": (lambda p: _exp(p, published=[{"dataset": "S", "method": "P", "EN": float("nan")}]),
+                                 "finite"),
+    "experiment_published_inf": (lambda p: _exp(p, published=[{"dataset": "S", "method": "P", "EN": float("inf")}]),
+                                 "finite"),
+    "experiment_published_string": (lambda p: _exp(p, published=[{"dataset": "S", "method": "P", "EN": "7.1"}]),
+                                    "finite"),
+    "experiment_published_bool": (lambda p: _exp(p, published=[{"dataset": "S", "method": "P", "EN": True}]),
+                                  "finite"),
+    "experiment_published_csv_no_metric": (lambda p: _exp(p, published=[{"csv": _pub_csv(p, "method,value\nP,1\n"),
+                                                                          "dataset": "S"}]), "no metric column"),
+    "experiment_published_csv_nan": (lambda p: _exp(p, published=[{"csv": _pub_csv(
+        p, "method,metric,value\nP,EN,nan\n"), "dataset": "S"}]), "finite"),
+    "experiment_published_csv_short_row": (lambda p: _exp(p, published=[{"csv": _pub_csv(
+        p, "method,metric,value\nP,EN\n"), "dataset": "S"}]), "incomplete"),
+    "experiment_published_csv_empty_value": (lambda p: _exp(p, published=[{"csv": _pub_csv(
+        p, "method,metric,value\nP,EN,\n"), "dataset": "S"}]), "finite"),
+    "experiment_unknown_nested_key": (lambda p: _exp(p, figure={"sample": 1}), "unknown key 'sample'"),
+    "experiment_fused_not_str": (lambda p: _exp(p, methods=[{"name": "A", "fused": 3}]), "fused"),
+    # registration files: a schema, finite matrices that keep the frame a proper quadrilateral
+    "register_reg_unknown_key": (lambda p: _reg_apply(p, REG + "H: [[1,0,0],[0,1,0],[0,0,1]]\nextra: 1\n"),
+                                 "unknown key 'extra'"),
+    "register_reg_missing_h": (lambda p: _reg_apply(p, REG), "'H'"),
+    "register_reg_h_2x3": (lambda p: _reg_apply(p, REG + "H: [[1,0,0],[0,1,0]]\n"), "H"),
+    "register_reg_h_strings": (lambda p: _reg_apply(p, REG + "H: [[a,0,0],[0,1,0],[0,0,1]]\n"), "H"),
+    "register_reg_h_inf": (lambda p: _reg_apply(p, REG + "H: [[.inf,0,0],[0,1,0],[0,0,1]]\n"), "H"),
+    "register_reg_horizon": (lambda p: _reg_apply(p, REG + "H: [[1,0,0],[0,1,0],[1,1,1.0e-12]]\n"),
+                             "proper quadrilateral"),
+    "register_reg_collapsed": (lambda p: _reg_apply(p, REG + "H: [[1.0e-9,0,0],[0,1.0e-9,0],[0,0,1]]\n"),
+                               "invertible"),
+    "register_reg_corner_behind": (lambda p: _reg_apply(p, REG + "H: [[1,0,0],[0,1,0],[-0.05,0,1]]\n"),
+                                   "proper quadrilateral"),
+    "register_reg_bad_model": (lambda p: _reg_apply(p, REG.replace("affine", "warp") + IDH),
+                               "model"),
+    "register_reg_zero_size": (lambda p: _reg_apply(p, REG.replace("[40, 56]", "[0, 56]", 1) +
+                                                    IDH), "source_size"),
+    "register_reg_size_float": (lambda p: _reg_apply(p, REG.replace("[40, 56]", "[40.5, 56]", 1) +
+                                                     IDH), "source_size"),
+    "register_reg_duplicate_key": (lambda p: _reg_apply(p, REG + "model: homography\nH: [[1,0,0],[0,1,0],[0,0,1]]\n"),
+                                   "duplicate key 'model'"),
+    "register_reg_alias_bomb": (lambda p: _reg_apply(p, _bomb()), "expand to more than"),
+    "register_reg_8mb": (lambda p: _reg_apply(p, REG + IDH + "#" * (8 << 20) + "\n"),
+                         "is not a registration file"),
+    "register_reg_json_list": (lambda p: _write(p["root"] / "r.json", b"[1, 2]") or
+                               ["register", "apply", "--reg", str(p["root"] / "r.json"), "--ir", str(p["ir"]),
+                                "--vis", str(p["vi"]), "--out", str(p["out"])], "not a mapping"),
+    "register_apply_resize_huge": (lambda p: _reg_apply(p, REG + IDH, "--resize",
+                                                        "100000x100000"), "--resize 100000x100000"),
+    "register_apply_resize_wide": (lambda p: _reg_apply(p, REG + IDH, "--resize",
+                                                        "70000x2"), "--resize 70000x2"),
+    "register_points_nan": (lambda p: _write(p["root"] / "pts.csv", PTS_HEADER + b"0,0,1,1\nnan,10,11,11\n"
+                                             b"20,0,21,1\n0,20,1,21\n") or
+                            ["register", "fit", "--points", str(p["root"] / "pts.csv"), "--ir", str(p["ir"] / "p0.png"),
+                             "--vis", str(p["vi"] / "p0.png"), "--out", str(p["root"] / "reg.yaml")], "NaN"),
+    "register_points_inf_json": (lambda p: _write(p["root"] / "pts.json", b'{"source": [[0, 0], [1e999, 1], [5, 9]],'
+                                                  b' "target": [[0, 0], [1, 1], [5, 9]]}') or
+                                 ["register", "fit", "--points", str(p["root"] / "pts.json"), "--ir",
+                                  str(p["ir"] / "p0.png"), "--vis", str(p["vi"] / "p0.png"), "--out",
+                                  str(p["root"] / "reg.yaml")], "infinite"),
+    "register_eval_flow_truncated": (lambda p: _flow(p, b"PK\x03\x04truncated"), "displacement file"),
+    "register_eval_flow_object": (lambda p: _flow(p, _npz(np.array([{"a": 1}], dtype=object))), "displacement file"),
+    "register_eval_flow_nan": (lambda p: _flow(p, _npz(np.full((40, 56, 2), np.nan, np.float32))), "finite"),
+    "register_eval_flow_shape": (lambda p: _flow(p, _npz(np.zeros((3, 3, 2), np.float32))), "shape"),
+    "register_eval_flow_int": (lambda p: _flow(p, _npz(np.zeros((40, 56, 2), np.int32))), "finite floats"),
+    # boards: numbers checked where they enter
+    "calibrate_square_nan": (lambda p: ["calibrate", "--board", "chessboard:9x6:nan", "--cam1",
+                                        str(p["ir"] / "*.png"), "--out", str(p["root"] / "rig.yaml")], "nan"),
+    "calibrate_square_inf": (lambda p: ["calibrate", "--board", "chessboard:9x6:inf", "--cam1",
+                                        str(p["ir"] / "*.png"), "--out", str(p["root"] / "rig.yaml")], "inf"),
+    "calibrate_huge_board": (lambda p: ["calibrate", "--board", "chessboard:100000x6:25", "--cam1",
+                                        str(p["ir"] / "*.png"), "--out", str(p["root"] / "rig.yaml")], "100000"),
+    "calibrate_circles_nan": (lambda p: ["calibrate", "--board", "circles:4x11:nan", "--cam1",
+                                         str(p["ir"] / "*.png"), "--out", str(p["root"] / "rig.yaml")], "circles"),
+    "calibrate_charuco_marker_larger": (lambda p: ["calibrate", "--board", "charuco:5x7:30:40", "--cam1",
+                                                   str(p["ir"] / "*.png"), "--out", str(p["root"] / "rig.yaml")],
+                                        "charuco"),
+    "calibrate_coded_square_inf": (lambda p: ["calibrate", "--board", f"coded:{p['vi'] / 'p0.png'}:inf", "--cam1",
+                                              str(p["ir"] / "*.png"), "--out", str(p["root"] / "rig.yaml")], "inf"),
+}  # fmt: skip
+CASES.update(CASES_II)
 
 
 def _snapshot(root: Path) -> dict[str, str]:

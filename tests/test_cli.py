@@ -251,3 +251,33 @@ def test_evaluate_scores_16bit_fused_images_with_norm16(pair_dirs, tmp_path, cap
     assert code == 2 and "--norm16" in err
     code, table, _ = run([*args, "--norm16", "fixed"], capsys)
     assert code == 0 and "average (3)" in table
+
+
+def test_an_unexpected_error_is_one_line_exit_1_and_a_report(pair_dirs, tmp_path, capsys, monkeypatch):
+    """A bug (here: a method whose build raises) never shows a traceback: one line naming the error and the report
+    file, exit 1, and the report holds the command line and the traceback. RGBT_DEBUG=1 lets it through."""
+    import fusion.methods
+
+    def broken(*a, **k):
+        raise ZeroDivisionError("division by zero\nin a place nobody expected")
+
+    monkeypatch.setattr(fusion.methods, "build_method", broken)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.delenv("RGBT_DEBUG", raising=False)
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    ir, vi = pair_dirs
+    code, out, err = run(fuse_args(ir, vi, tmp_path / "out"), capsys)
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "rgbt fuse: unexpected error: ZeroDivisionError: division by zero in a place nobody expected" in err
+    report = Path(err.split("full report: ")[1].split(";")[0])
+    assert (
+        report.parent == tmp_path
+        and "Traceback" in report.read_text()
+        and "fuse --method average" in report.read_text()
+    )
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setenv("RGBT_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        main([str(a) for a in fuse_args(ir, vi, tmp_path / "out")])

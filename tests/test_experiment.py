@@ -131,8 +131,8 @@ def test_external_folder_with_an_unpaired_image_fails_and_a_partial_one_is_noted
         ({"colour": True}, "unknown key 'colour' in the file"),
         ({"datasets": [{"name": "X", "path": "/nonexistent/x"}]}, "dataset X '/nonexistent/x' not found"),
         ({"published": [{"dataset": "Z", "method": "m", "EN": 1}]}, "dataset 'Z', which the file does not list"),
-        ({"table": {"formats": ["html"]}}, "table formats are markdown, latex"),
-        ({"wandb": {"mode": "cloud"}}, "wandb mode is one of offline, online, disabled"),
+        ({"table": {"formats": ["html"]}}, "table.formats.0: Input should be 'markdown' or 'latex'"),
+        ({"wandb": {"mode": "cloud"}}, "wandb.mode: Input should be 'offline', 'online' or 'disabled'"),
         ({"methods": [{"name": "x", "fused": "/nonexistent/f"}]}, "fused folder '/nonexistent/f' not found"),
         ({"methods": ["max", "max"]}, "two methods share a name"),
     ],
@@ -361,3 +361,31 @@ def test_several_nodes_without_a_cluster_environment_fail_with_one_line(two_sets
     assert rgbt(["experiment", "run", str(spec), "--out", str(tmp_path / "o"), "--num-nodes", "2"]) == 2
     assert "MASTER_ADDR" in capsys.readouterr().err and not (tmp_path / "o").exists()
     assert rgbt(["experiment", "run", str(spec), "--out", str(tmp_path / "o"), "--devices", "0"]) == 2
+
+
+def test_table_from_refuses_a_truncated_or_empty_scores_csv(two_sets, tmp_path, capsys):
+    """The run records its CSVs' digests: a truncated, emptied or edited scores.csv is one line, not a table of
+    what is left; a record without digests (an older run) is checked for holes in its grid."""
+    spec = write_spec(tmp_path / "e.yaml", two_sets)
+    out = tmp_path / "out"
+    assert rgbt(["experiment", "run", str(spec), "--out", str(out), "--devices", "1"]) == 0
+    scores = out / "scores.csv"
+    whole = scores.read_bytes()
+    for damaged in (whole[: len(whole) // 2], whole.split(b"\n", 1)[0] + b"\n", b""):
+        scores.write_bytes(damaged)
+        capsys.readouterr()
+        assert rgbt(["experiment", "table", "--from", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "not the file the run wrote" in err and "\n" not in err
+    record = json.loads((out / "experiment.json").read_text())
+    del record["outputs"]
+    (out / "experiment.json").write_text(json.dumps(record))
+    lines = whole.decode().splitlines(keepends=True)
+    scores.write_text("".join(lines[:-3]))  # the last image loses metrics
+    assert rgbt(["experiment", "table", "--from", str(out)]) == 2
+    assert "lacks scores" in capsys.readouterr().err
+    scores.write_text(lines[0])
+    assert rgbt(["experiment", "table", "--from", str(out)]) == 2
+    assert "holds no scores" in capsys.readouterr().err
+    scores.write_bytes(whole)
+    assert rgbt(["experiment", "table", "--from", str(out)]) == 0

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from fusion.errors import RgbtError
+from fusion.guard import child_path
 
 
 def cmd_experiment(a: argparse.Namespace) -> None:
@@ -36,7 +37,7 @@ def cmd_experiment(a: argparse.Namespace) -> None:
                 f"--num-nodes {a.num_nodes}: start the command on every node with MASTER_ADDR, MASTER_PORT and "
                 "NODE_RANK set (or under SLURM or torchrun), and --out on a shared file system"
             )
-        out = a.out or str(Path("runs") / "experiments" / spec.name)
+        out = a.out or str(child_path(Path("runs") / "experiments", spec.name, "experiment name"))
         run_experiment(spec, out, accelerator=accelerator, devices=devices, num_nodes=a.num_nodes)
     elif a.action == "table":
         from fusion.experiment.outputs import table_from

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -115,7 +116,10 @@ def write_outputs(spec: Spec, work: Work, out: Path) -> dict[str, Path]:
     atomic_write_bytes(paths["scores.csv"], csv_bytes(CSV_COLUMNS, [[*r[:4], repr(r[4]), r[5]] for r in rows]))
     pub = [[r[c] for c in PUBLISHED_COLUMNS] for r in spec.published]
     atomic_write_bytes(paths["published.csv"], csv_bytes(PUBLISHED_COLUMNS, pub))
-    atomic_write_bytes(out / "experiment.json", json.dumps(spec.to_dict(), indent=1).encode())
+    # the CSVs' digests let `experiment table --from` refuse a truncated or edited CSV instead of tabling it
+    digests = {name: hashlib.sha256(paths[name].read_bytes()).hexdigest() for name in ("scores.csv", "published.csv")}
+    record = {**spec.to_dict(), "outputs": digests}
+    atomic_write_bytes(out / "experiment.json", json.dumps(record, indent=1).encode())
     paths |= write_tables(spec, rows, spec.published, out)
     fig = sample_figure(spec, work, out / "samples.png") if spec.samples else None
     if fig:
@@ -128,10 +132,33 @@ def write_outputs(spec: Spec, work: Work, out: Path) -> dict[str, Path]:
 
 
 def read_scores(path: Path) -> list[tuple]:
-    """Rows of ``scores.csv`` as written by :func:`write_outputs`."""
+    """Rows of ``scores.csv`` as written by :func:`write_outputs` (NaN where a metric is undefined)."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     return [(r["dataset"], r["image"], r["method"], r["metric"], float(r["value"]), r["convention"]) for r in rows]
+
+
+def check_scores(spec: Spec, rows: list[tuple], path: Path) -> None:
+    """Refuse scores that cannot be the run's: none, another convention, or a grid with holes (every method of
+    a dataset scored on the same images with every metric)."""
+    if not rows:
+        raise RgbtError(f"{short(path)} holds no scores; run rgbt experiment run again into its folder")
+    grid: dict[tuple[str, str], dict[str, set[str]]] = {}
+    for ds, image, method, metric, _, convention in rows:
+        if convention != spec.convention:
+            raise RgbtError(f"{short(path)}: a row of convention {convention}, the run's is {spec.convention}")
+        grid.setdefault((ds, method), {}).setdefault(image, set()).add(metric)
+    for ds in spec.datasets:
+        # every scored image has every metric; the methods the run fused itself cover the same images (external
+        # folders may hold fewer: the run notes that)
+        cells = {m.name: (grid[(ds.name, m.name)], m.external) for m in spec.methods if (ds.name, m.name) in grid}
+        ours = [set(c) for c, external in cells.values() if not external]
+        for name, (c, external) in cells.items():
+            if not all(set(spec.metrics) <= v for v in c.values()) or (not external and ours and set(c) != ours[0]):
+                raise RgbtError(
+                    f"{short(path)}: {name} on {ds.name} lacks scores (a truncated file?); run rgbt experiment "
+                    "run again into its folder"
+                )
 
 
 def table_from(folder: str | Path) -> dict[str, Path]:
@@ -142,15 +169,24 @@ def table_from(folder: str | Path) -> dict[str, Path]:
         if not p.is_file():
             raise RgbtError(f"{short(p)} is missing; --from takes the --out folder of a finished rgbt experiment run")
     try:
-        spec = Spec.from_dict(json.loads(need[0].read_text()))
+        record = json.loads(need[0].read_text())
+        digests = record.pop("outputs", {})
+        spec = Spec.from_dict(record)
+        for name, digest in digests.items():
+            if hashlib.sha256((out / name).read_bytes()).hexdigest() != digest:
+                raise RgbtError(
+                    f"{short(out / name)} is not the file the run wrote (truncated or edited); run rgbt experiment "
+                    "run again into its folder"
+                )
         with open(need[2], newline="") as f:
             published = [{**r, "value": float(r["value"])} for r in csv.DictReader(f)]
         rows = read_scores(need[1])
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as e:
         raise RgbtError(
             f"{short(out)}: its experiment.json, scores.csv or published.csv is damaged ({type(e).__name__}); "
             "run rgbt experiment run again into it"
         ) from None
+    check_scores(spec, rows, need[1])
     paths = write_tables(spec, rows, published, out)
     print((out / "tables" / "tables.md").read_text())
     return paths

@@ -38,7 +38,7 @@ def run_experiment(
     from fusion.fuse import check_out_apart, check_sizes, claim_folder, prepare_out_dir
 
     inputs = [p for ds in spec.datasets for p in (ds.ir, ds.vi)]
-    inputs += [f for m in spec.methods for f in m.fused.values()]
+    inputs += [f for m in spec.methods for f in m.fused.values()] + [m.ckpt for m in spec.methods if m.ckpt]
     check_out_apart(out, inputs)
     for ds in spec.datasets:  # everything that can fail per input, before the first write
         check_sizes(find_pairs(ds.ir, ds.vi), spec.norm())

@@ -31,9 +31,10 @@ import csv
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
 from fusion.errors import RgbtError, short
+from fusion.experiment.schema import validate
+from fusion.guard import child_path
+from fusion.safeyaml import load_yaml
 
 FORMATS = ("markdown", "latex")
 WANDB_MODES = ("offline", "online", "disabled")
@@ -208,6 +209,34 @@ def method_files(folder: str | Path, method: str, names: list[str]) -> dict[str,
     raise RgbtError(f"{short(folder)} holds no images of {method}; point fused: at that method's folder")
 
 
+def _published_csv(f: Path, dataset: str | None) -> list[tuple[str, str, str, float]]:
+    """Rows ``(dataset, method, metric, value)`` of a published CSV (columns ``method,metric,value`` and
+    ``dataset`` unless the entry names it), every row complete and every value a finite number."""
+    import math
+
+    try:
+        with open(f, newline="") as fh:
+            reader = csv.DictReader(fh)
+            need = {"method", "metric", "value"} | (set() if dataset else {"dataset"})
+            missing = sorted(need - set(reader.fieldnames or []))
+            if missing:
+                add = "; add dataset: to its published entry" if missing == ["dataset"] else ""
+                raise RgbtError(f"{short(f)}: no {', '.join(missing)} column (it needs {', '.join(sorted(need))}){add}")
+            rows = []
+            for i, r in enumerate(reader, start=2):
+                ds = r.get("dataset") or dataset
+                try:
+                    v = float(r["value"])
+                except (TypeError, ValueError):
+                    v = math.nan
+                if not ds or not r["method"] or not r["metric"] or not math.isfinite(v):
+                    raise RgbtError(f"{short(f)}, line {i}: an incomplete row or a value that is not a finite number")
+                rows.append((ds, r["method"], r["metric"], v))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise RgbtError(f"{short(f)}: not a readable CSV ({type(e).__name__}); fix the file") from None
+    return rows
+
+
 def _published(entries: list, datasets: list[Dataset], root: Path | None, path: Path) -> list[dict]:
     """Published values as ``{dataset, method, metric, value}`` rows: inline, or read from a CSV with columns
     ``dataset,method,metric,value`` (or ``image`` instead of ``dataset``: per-image values, averaged here)."""
@@ -221,15 +250,10 @@ def _published(entries: list, datasets: list[Dataset], root: Path | None, path: 
             f = _find(e["csv"], root, path, "published csv", folder=False)
             rename = e.get("rename") or {}
             acc: dict[tuple, list[float]] = {}
-            with open(f, newline="") as fh:
-                for r in csv.DictReader(fh):
-                    ds = r.get("dataset") or e.get("dataset")
-                    if ds is None:
-                        raise RgbtError(f"{short(f)} has no dataset column; add dataset: to its published entry")
-                    if e.get("methods") and r["method"] not in e["methods"]:
-                        continue
-                    key = (ds, r["method"], rename.get(r["metric"], r["metric"]))
-                    acc.setdefault(key, []).append(float(r["value"]))
+            for ds, method, metric, value in _published_csv(Path(f), e.get("dataset")):
+                if e.get("methods") and method not in e["methods"]:
+                    continue
+                acc.setdefault((ds, method, rename.get(metric, metric)), []).append(value)
             rows += [
                 {"dataset": k[0], "method": k[1], "metric": k[2], "value": sum(v) / len(v), "source": short(f)}
                 for k, v in acc.items()
@@ -258,18 +282,7 @@ def load_spec(path: str | Path, data: str | Path | None = None) -> Spec:
     path = Path(path)
     if not path.is_file():
         raise RgbtError(f"{short(path)}: no such experiment file; see experiments/tables/ for examples")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise RgbtError(f"{short(path)} is not valid YAML ({str(e).splitlines()[0]}); fix the file") from None
-    if not isinstance(raw, dict):
-        raise RgbtError(f"{short(path)}: an experiment file is a mapping (name:, datasets:, methods:, ...)")
-    allowed = {"name", "convention", "metrics", "decimals", "datasets", "methods", "published", "table", "figure"}
-    allowed.add("norm16")
-    _keys(raw, allowed | {"wandb"}, "the file", path)
-    for k in ("datasets", "methods"):
-        if not raw.get(k) or not isinstance(raw[k], list):
-            raise RgbtError(f"{short(path)}: '{k}:' must list at least one entry")
+    raw = validate(load_yaml(path, "experiment file"), path)  # types, ranges and keys (fusion.experiment.schema)
     try:
         root = resolve_data_root(data)
     except RgbtError:
@@ -303,8 +316,10 @@ def load_spec(path: str | Path, data: str | Path | None = None) -> Spec:
     _keys(wb, {"mode", "project"}, "wandb", path)
     if wb.get("mode", "offline") not in WANDB_MODES:
         raise RgbtError(f"{short(path)}: wandb mode is one of {', '.join(WANDB_MODES)}")
+    name = raw.get("name", path.stem)
+    child_path(Path("runs") / "experiments", name, f"{short(path)}: name:")  # a plain name: it names the run's folder
     spec = Spec(
-        name=str(raw.get("name", path.stem)),
+        name=str(name),
         convention=convention,
         metrics=metrics,
         decimals=dec,

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from fusion.errors import NonFiniteOutput
+
 # A level this close to the boundary of the script's cast to uint8 (an integer for truncation, a half for rounding)
 # may land on either side on another CPU: float noise between two runs of the same arithmetic stays far below it.
 FLOAT_NOISE = 0.006
@@ -128,7 +130,13 @@ def near_boundary(levels: np.ndarray, cast: str, tol: float = FLOAT_NOISE) -> np
     Args:
         levels: float levels on 0-255 as the script casts them.
         cast: ``"trunc"`` (``astype(uint8)``: integers are the boundaries) or ``"round"`` (halves are).
+
+    Raises:
+        NonFiniteOutput: a level is NaN or infinite. Every official mode passes its levels through here; the
+            scripts would cast NaN to 0 and save a black image without a word.
     """
+    if not np.isfinite(levels).all():
+        raise NonFiniteOutput("the network's output holds NaN or infinite values")
     if cast == "round":
         edge = levels - 0.5
         return np.abs(edge - np.round(edge)) < tol
