@@ -50,6 +50,28 @@ def _view_errors(obj, img, K, dist, rvecs, tvecs) -> list[float]:
     return errs
 
 
+DUPLICATE_PX = 0.5  # views whose every corner lies this close to another view's are the same view
+
+
+def near_duplicates(views: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, str]:
+    """Views that repeat an earlier one (same corner ids, every corner within :data:`DUPLICATE_PX`): the same
+    image copied, or a board that did not move between frames. Counting them as independent views would weight
+    one pose many times and bias the intrinsics while the RMS looks better; they are set aside with the reason."""
+    kept: list[tuple[str, np.ndarray, np.ndarray]] = []
+    out: dict[str, str] = {}
+    for name in sorted(views):
+        c, ids = views[name]
+        c = np.asarray(c, np.float64).reshape(-1, 2)
+        twin = next(
+            (k for k, kc, kids in kept if np.array_equal(kids, ids) and np.abs(kc - c).max() < DUPLICATE_PX), None
+        )
+        if twin is None:
+            kept.append((name, c, np.asarray(ids)))
+        else:
+            out[name] = f"a near-duplicate of view {twin} (every corner within {DUPLICATE_PX} px): not independent"
+    return out
+
+
 def calibrate_camera(
     corners: dict[str, np.ndarray],
     board: Chessboard,
@@ -72,13 +94,15 @@ def calibrate_camera(
         image_size: (width, height).
     """
     views = {k: v if isinstance(v, tuple) else (v, np.arange(len(board.object_points()))) for k, v in corners.items()}
-    names = sorted(views)
-    rejected: dict[str, str] = {}
+    rejected = near_duplicates(views)  # the same view twice is not two constraints: keep the first
+    names = sorted(set(views) - set(rejected))
     while True:
         if len(names) < min_views:
+            dups = sum("near-duplicate" in r for r in rejected.values())
+            aside = f", {dups} near-duplicate views set aside" if dups else ""
             raise RgbtError(
-                f"{what}: only {len(names)} usable views (need {min_views}); check the board spec and the images, "
-                "or take more board images"
+                f"{what}: only {len(names)} usable views (need {min_views}{aside}); check the board spec and the "
+                "images, or take more board images from other poses"
             )
         obj = [board.object_points()[views[n][1]] for n in names]
         img = [views[n][0].astype(np.float32) for n in names]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fusion.commandline import OneLineParser, dispatch
 from fusion.errors import RgbtError
+from fusion.guard import check_outputs
 
 LIGHTNING = ("fit", "validate", "test", "predict")
 
@@ -23,6 +24,7 @@ def cmd_compare(a: argparse.Namespace) -> None:
         root = resolve_data_root(a.data) / KNOWN_DATASETS.get(a.root, a.root)
     out = Path(a.out)
     table = out / "compare.md"
+    check_outputs({"--out": out}, [root, a.labels, a.train_list, a.test_list], folders=("--out",))
     if table.exists() and not a.overwrite:
         raise RgbtError(f"{table} exists; pass --overwrite to replace it or choose another --out")
     r = Recipe(

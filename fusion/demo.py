@@ -11,6 +11,7 @@ from fusion.errors import RgbtError, short
 from fusion.evaluate import collect_fused, evaluate_pairs, markdown_table, write_csv
 from fusion.figure import comparison_figure, save_figure
 from fusion.fuse import fuse_pairs
+from fusion.guard import check_outputs
 from fusion.io import read_image
 from fusion.methods import CLASSICAL, build_method
 from fusion.models.zoo import ZOO, find_weights
@@ -83,6 +84,7 @@ def run_demo(
     ``comparison.png``); the demo replaces its own earlier outputs there.
     """
     out = Path(out)
+    check_outputs({"--out": out}, [dataset_dir(ds, data) for ds in cfg.datasets], folders=("--out",))
     methods, models = [], {}
     for m in cfg.methods:  # build every method before any work: a bad name or missing weights fail here
         if m in ZOO and cfg.skip_missing and find_weights(m, weights) is None:

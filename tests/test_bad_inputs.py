@@ -11,6 +11,9 @@ import hashlib
 import os
 import pickle
 import struct
+import subprocess
+import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -112,6 +115,24 @@ def _flow(p, data: bytes) -> list[str]:
     flow.mkdir()
     _write(flow / "p0.npz", data)
     return ["register", "eval", "--flow", str(flow), "--ir", str(p["ir"]), "--vis", str(p["vi"])]
+
+
+def _fused_set(p, a0, a1) -> list[str]:
+    """An experiment scoring a folder of images fused elsewhere (a0, a1 for p0, p1) beside average."""
+    d = p["root"] / "elsewhere"
+    d.mkdir()
+    cv2.imwrite(str(d / "p0.png"), a0)
+    cv2.imwrite(str(d / "p1.png"), a1)
+    return _exp(p, methods=["average", {"name": "E", "fused": str(d)}])
+
+
+def _nan_weights(p) -> Path:
+    from fusion.models import DenseFuse, save_weights
+
+    net = DenseFuse()
+    with torch.no_grad():
+        next(net.parameters()).fill_(float("nan"))
+    return save_weights(net, p["root"] / "w" / "nan.pt")
 
 
 REG = "direction: IR -> RGB\nmodel: affine\nsource_size: [40, 56]\ntarget_size: [40, 56]\n"
@@ -385,6 +406,20 @@ CASES_II = {
                                         "charuco"),
     "calibrate_coded_square_inf": (lambda p: ["calibrate", "--board", f"coded:{p['vi'] / 'p0.png'}:inf", "--cam1",
                                               str(p["ir"] / "*.png"), "--out", str(p["root"] / "rig.yaml")], "inf"),
+    "experiment_fused_16bit": (lambda p: _fused_set(p, np.full((40, 56), 900, np.uint16), np.full((48, 40), 900,
+                                                                                                  np.uint16)),
+                               "--norm16"),
+    "experiment_fused_wrong_size": (lambda p: _fused_set(p, np.zeros((40, 56), np.uint8), np.zeros((9, 9), np.uint8)),
+                                    "keep their sources' size"),
+    "experiment_ckpt_nan_weights": (lambda p: _exp(p, methods=["average", {"name": "densefuse",
+                                                                           "ckpt": str(_nan_weights(p))}]), "NaN"),
+    "experiment_ckpt_malicious": (lambda p: _exp(p, methods=["average", {"name": "densefuse", "ckpt": str(_evil(p))}]),
+                                  "never unpickled"),
+    "demo_out_inside_dataset": (lambda p: _write(p["root"] / "d.yaml", b"datasets: [set]\nmethods: [average]\n") or
+                                ["demo", "--config", str(p["root"] / "d.yaml"), "--data", str(p["root"]), "--out",
+                                 str(p["root"] / "set" / "demo")], "overlaps"),
+    "detect_compare_out_is_root": (lambda p: ["detect", "compare", "--root", str(p["root"] / "set"), "--out",
+                                              str(p["root"] / "set")], "overlaps"),
 }  # fmt: skip
 CASES.update(CASES_II)
 
@@ -448,3 +483,41 @@ def test_image_reader_fuzz_never_crashes(tmp_path, ext, cut, flips, junk, size):
             assert img.ndim == 4 and img.shape[1] in (1, 3) and torch.isfinite(img).all()
         except RgbtError as e:
             assert "\n" not in str(e)
+
+
+RESOURCE_CASES = [
+    "experiment_alias_bomb",
+    "experiment_deep_nesting",
+    "register_reg_alias_bomb",
+    "register_reg_8mb",
+    "register_apply_resize_huge",
+    "experiment_samples_huge",
+]
+
+
+@pytest.mark.parametrize("case", RESOURCE_CASES)
+def test_resource_cases_are_refused_small_and_fast(case, tmp_path):
+    """The cases that once took gigabytes or minutes, each in a process of its own: exit 2 in one line, under
+    700 MB resident at peak (the interpreter and torch included) and 30 s."""
+    paths = _setup(tmp_path)
+    argv = CASES[case][0](paths)
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    # the child's own high-water mark (VmHWM): the kernel's ru_maxrss of a child starts at its parent's size
+    code = (
+        "import sys\nfrom fusion.cli import main\nrc = main(sys.argv[1:])\n"
+        "print(next(ln.split()[1] for ln in open('/proc/self/status') if ln.startswith('VmHWM:')))\nsys.exit(rc)"
+    )
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=120,
+    )
+    took = time.perf_counter() - t
+    err = proc.stderr
+    assert proc.returncode == 2 and len(err.strip().splitlines()) == 1, err
+    peak_mb = int(proc.stdout.split()[-1]) / 1024
+    assert peak_mb < 700 and took < 30, (peak_mb, took)

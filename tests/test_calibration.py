@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from calibration.boards import Chessboard, detect_chessboard
-from calibration.intrinsics import align_order, calibrate_camera, calibrate_stereo
+from calibration.intrinsics import align_order, calibrate_camera, calibrate_stereo, near_duplicates
 from fusion.cli import main
 from fusion.errors import RgbtError
 
@@ -90,6 +90,22 @@ def test_calibration_recovers_intrinsics_and_rejects_a_bad_view():
     assert cal.rms < 0.2
     assert abs(cal.K[0, 0] - 600) / 600 < 0.01 and abs(cal.K[1, 1] - 600) / 600 < 0.01
     assert abs(cal.K[0, 2] - 320) < 4 and abs(cal.K[1, 2] - 240) < 4
+
+
+def test_near_duplicate_views_are_set_aside_not_counted():
+    """500 copies of one view are one view: the copies are set aside with the reason, and a set that is only
+    copies fails in one line saying so; a board moved by more than half a pixel is a new view."""
+    views = _views(8, seed=3)
+    first = sorted(views)[0]
+    many = {**views, **{f"copy{i:03d}": views[first] + 0.1 for i in range(500)}}
+    cal = calibrate_camera(many, BOARD, SIZE)
+    assert len(cal.per_view) == len(views) and sum("near-duplicate" in r for r in cal.rejected.values()) == 500
+    clean = calibrate_camera(views, BOARD, SIZE)
+    assert np.allclose(cal.K, clean.K)  # the copies changed nothing
+    with pytest.raises(RgbtError, match="only 1 usable views .*500 near-duplicate views set aside"):
+        calibrate_camera({first: views[first], **{f"copy{i:03d}": views[first] for i in range(500)}}, BOARD, SIZE)
+    moved = {first: views[first], "moved": views[first] + 2.0}
+    assert near_duplicates({k: (v, np.arange(54)) for k, v in moved.items()}) == {}
 
 
 def test_stereo_recovers_the_baseline():

@@ -119,3 +119,39 @@ def test_fuzz_experiment_file_reader_only_refuses_in_one_line(tmp_path, doc, raw
             load_spec(f, tmp_path)
         except RgbtError as e:
             assert "\n" not in str(e)
+
+
+_reg_keys = st.sampled_from(
+    ["direction", "model", "source_size", "target_size", "H", "info", "matlab", "convention", "extra"]
+)
+_numbers = st.one_of(st.integers(-3, 70000), st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.none())
+_reg_values = st.one_of(
+    _numbers,
+    st.text(max_size=12),
+    st.lists(_numbers, max_size=4),
+    st.lists(st.lists(_numbers, min_size=3, max_size=3), min_size=3, max_size=3),
+    st.sampled_from(["ir -> rgb", "affine", "homography", "rgb->ir"]),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=st.dictionaries(_reg_keys, _reg_values, max_size=9), raw=st.text(max_size=60), as_json=st.booleans())
+def test_fuzz_registration_file_reader_only_refuses_in_one_line(tmp_path, doc, raw, as_json):
+    """Any document (or text) given as a registration file loads into a usable registration or is one line."""
+    import json
+
+    import numpy as np
+
+    from calibration.registration import Registration
+
+    for i, text in enumerate((json.dumps(doc) if as_json else yaml.safe_dump(doc), raw)):
+        f = tmp_path / f"r{i}.{'json' if as_json else 'yaml'}"
+        f.write_text(text)
+        try:
+            reg = Registration.load(f)
+        except RgbtError as e:
+            assert "\n" not in str(e)
+        else:  # what loads maps the source frame to finite, distinct points
+            w, h = reg.source_size
+            q = reg.map_points(np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], float))
+            assert np.isfinite(q).all()

@@ -53,6 +53,7 @@ def run_experiment(
                 f"{short(out)} holds a run with norm16 {before}, this one asks for {spec.norm16}; choose another --out"
             )
     work = Work(spec, Path(out))  # finds every input (and fails on an unpaired one) before anything is written
+    preflight(spec, work)
     out = prepare_out_dir(out)
     first = os.environ.get("NODE_RANK", "0") == "0" and "LOCAL_RANK" not in os.environ
     with claim_folder(out) if first else contextlib.nullcontext():
@@ -71,6 +72,33 @@ def run_experiment(
         paths = write_outputs(spec, work, out)
         print(f"{spec.name}: done in {time.perf_counter() - t0:.1f} s; tables in {short(out / 'tables')}")
         return paths
+
+
+def preflight(spec: Spec, work: Work) -> None:
+    """What could stop the run half-way, checked before its first write: every method it fuses builds with its
+    weights (a crafted or broken ``ckpt:`` fails here), and every fused image still to score decodes, is 8-bit (or
+    ``norm16`` is set) and has its pair's size."""
+    from fusion.io import inspect_image
+    from fusion.methods import build_method
+
+    for m in spec.methods:
+        if not m.external:
+            build_method(m.name, ckpt=m.ckpt, official=m.official)
+    external = {m.name for m in spec.methods if m.external}
+    norm = spec.norm()
+    for item in work.items:
+        to_score = [m for m in work.missing(item)[1] if m in external]
+        if not to_score:
+            continue
+        src = inspect_image(work.pairs[item.dataset][item.pair].ir, norm16=norm)
+        for m in to_score:
+            f = work.files[item.dataset][m][item.pair]
+            info = inspect_image(f, norm16=norm)
+            if (info.height, info.width) != (src.height, src.width):
+                raise RgbtError(
+                    f"{short(f)} is {info.width}x{info.height} but its pair {item.dataset}/{item.pair} is "
+                    f"{src.width}x{src.height}; fused images keep their sources' size"
+                )
 
 
 WORKER_BYTES = 4 << 30  # a CPU worker fusing with the heaviest network on 768x576 pairs peaked at 4.0 GB

@@ -152,7 +152,7 @@ class DIDFuse(nn.Module):
 def _prelu(act: nn.PReLU) -> dict:
     """A one-parameter PReLU is a leaky ReLU whose slope is that parameter: fused into the conv."""
     assert act.weight.numel() == 1, "the authors' PReLUs have one parameter"
-    return {"act": "leaky_relu", "slope": float(act.weight)}
+    return {"act": "leaky_relu", "slope": float(act.weight.detach())}
 
 
 def _split_conv(body: nn.Sequential, parts: list[torch.Tensor], padding: int, **act) -> torch.Tensor:
