@@ -114,7 +114,8 @@ class Registration:
         except RgbtError as e:
             if "not valid YAML" not in str(e):
                 raise
-            raise RgbtError(f"{short(path)}: not a registration file written by rgbt (invalid YAML)") from None
+            inner = str(e).split("not valid YAML (", 1)[1].rsplit("); fix the file", 1)[0]
+            raise RgbtError(f"{short(path)}: not a registration file written by rgbt (invalid YAML: {inner})") from None
         f = validate_file(d, path)
         H = np.asarray(f.H, dtype=np.float64)
         if abs(H[2, 2]) < 1e-12 or abs(np.linalg.det(H)) < 1e-12:

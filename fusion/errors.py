@@ -48,5 +48,5 @@ def short(path: str | Path) -> str:
     p = Path(path)
     try:
         return str(p.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # elsewhere, or unresolvable (a symlink loop)
         return str(p)

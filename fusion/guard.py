@@ -23,7 +23,10 @@ PathLike = str | Path
 
 
 def _resolved(p: PathLike) -> Path:
-    return Path(p).expanduser().resolve()
+    try:
+        return Path(p).expanduser().resolve()
+    except (OSError, RuntimeError):  # a symlink loop: its absolute spelling is all there is
+        return Path(p).expanduser().absolute()
 
 
 def overlaps(a: PathLike, b: PathLike) -> bool:

@@ -135,6 +135,20 @@ def _nan_weights(p) -> Path:
     return save_weights(net, p["root"] / "w" / "nan.pt")
 
 
+def _odd_weights(p, dtype) -> Path:
+    """DenseFuse's weight file with its first tensor cast to ``dtype`` (int8, complex)."""
+    from fusion.models import DenseFuse, model_spec
+
+    net = DenseFuse()
+    state = net.state_dict()
+    k = next(iter(state))
+    state[k] = state[k].to(dtype)
+    path = p["root"] / "w" / f"odd_{str(dtype).split('.')[-1]}.pt"
+    path.parent.mkdir(exist_ok=True)
+    torch.save({"fusion_model": model_spec(net), "state_dict": state, "meta": {}}, path)
+    return path
+
+
 REG = "direction: IR -> RGB\nmodel: affine\nsource_size: [40, 56]\ntarget_size: [40, 56]\n"
 
 IDH = "H: [[1,0,0],[0,1,0],[0,0,1]]\n"
@@ -420,6 +434,21 @@ CASES_II = {
                                  str(p["root"] / "set" / "demo")], "overlaps"),
     "detect_compare_out_is_root": (lambda p: ["detect", "compare", "--root", str(p["root"] / "set"), "--out",
                                               str(p["root"] / "set")], "overlaps"),
+    "fuse_official_nan_ckpt": (lambda p: _fuse(p, "--official", "--ckpt", str(_nan_weights(p)), method="densefuse"),
+                               "NaN"),
+    "fuse_ckpt_symlink_loop": (lambda p: os.symlink(p["root"] / "loop.pt", p["root"] / "loop.pt") or
+                               _fuse(p, "--ckpt", str(p["root"] / "loop.pt"), method="densefuse"), "loop.pt"),
+    "fuse_int8_weights": (lambda p: _fuse(p, "--ckpt", str(_odd_weights(p, torch.int8)), method="densefuse"), "int8"),
+    "export_int8_weights": (lambda p: ["export", "--ckpt", str(_odd_weights(p, torch.int8)), "--out",
+                                       str(p["root"] / "o.pt")], "int8"),
+    "export_complex_weights": (lambda p: ["export", "--ckpt", str(_odd_weights(p, torch.complex64)), "--out",
+                                          str(p["root"] / "o.pt")], "complex"),
+    "export_nan_weights": (lambda p: ["export", "--ckpt", str(_nan_weights(p)), "--out", str(p["root"] / "o.pt")],
+                           "NaN"),
+    "fit_root_dir_inside_data": (lambda p: ["fit", "--config", "experiments/densefuse.yaml", "--data.train",
+                                            "[set]", "--data.val", "[set]", "--data.data", str(p["root"]),
+                                            "--trainer.default_root_dir", str(p["root"] / "set" / "run"),
+                                            "--trainer.max_steps", "1"], "overlaps the input folder"),
 }  # fmt: skip
 CASES.update(CASES_II)
 

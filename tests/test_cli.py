@@ -134,6 +134,8 @@ def test_evaluate_orphan_fused_image(pair_dirs, tmp_path, capsys):
 
 def test_demo_yaml_spells_out_the_defaults():
     assert DemoConfig.from_yaml(REPO / "experiments" / "demo.yaml") == DemoConfig()
+    fig = DemoConfig.from_yaml(REPO / "experiments" / "readme_figure.yaml")  # the README's figure
+    assert fig.limit == 1 and fig.figure_bits == 6 and len(fig.datasets) == 2 and 4 <= len(fig.methods) <= 6
 
 
 def test_demo_config_errors(tmp_path, capsys):

@@ -311,14 +311,16 @@ def test_compare_two_folds(shared_data, tmp_path, capsys):
     assert "| ir | 2 |" in table and "| fused:average | 2 |" in table and "±" in table
     assert len(list((tmp_path / "fused" / "average").glob("*.png"))) == 20
     assert rgbt(args) == 2 and "exists" in capsys.readouterr().err  # no silent overwrite
-    # a dataset's own split, over two seeds
-    (tmp_path / "train.txt").write_text("00004N\n00055D.png\n00008N\n")
-    (tmp_path / "test.txt").write_text("00012N\n00081D\n")
-    split = ["--train-list", str(tmp_path / "train.txt"), "--test-list", str(tmp_path / "test.txt")]
+    # a dataset's own split, over two seeds (the lists beside the output folder: an --out holding them is refused)
+    lists = tmp_path.parent / f"{tmp_path.name}_lists"
+    lists.mkdir()
+    (lists / "train.txt").write_text("00004N\n00055D.png\n00008N\n")
+    (lists / "test.txt").write_text("00012N\n00081D\n")
+    split = ["--train-list", str(lists / "train.txt"), "--test-list", str(lists / "test.txt")]
     args = [*args[:4], "--seeds", "2", *split, *args[4:], "--overwrite"]
     assert rgbt(args) == 0
     assert "| ir | 2 |" in (tmp_path / "compare.md").read_text()
-    (tmp_path / "test.txt").write_text("nope\n")
+    (lists / "test.txt").write_text("nope\n")
     assert rgbt(args) == 2 and "nope is not in the dataset" in capsys.readouterr().err
 
 

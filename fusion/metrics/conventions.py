@@ -12,8 +12,8 @@ images are turned into those levels. See ``docs/metrics.md`` for the table of di
 - ``cddfuse``: CDDFuse's ``utils/Evaluator.py``.
 - ``ivifzoo``: the TPAMI 2024 survey's ``Metric/eval_torch.py`` (RollingPlain/IVIF_ZOO; :mod:`fusion.metrics.ivifzoo`).
 
-NMI, QNCIE, TE, Qy and MS_SSIM by their papers' definitions (:mod:`fusion.metrics.survey`) are in the standard set
-and can be asked for by name under the published conventions that lack them.
+NMI, QNCIE, TE, Qy and MS_SSIM by their papers' definitions (:mod:`fusion.metrics.survey`) are asked for by name
+(or ``--metrics all``) under the standard convention and the published conventions that lack them.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ FMI = {
     "FMI_pixel": (partial(fmi.fmi, feature="pixel"), True),
     "FMI_dct": (partial(fmi.fmi, feature="dct"), True),
 }
-# The survey's added metrics by their papers' definitions (fusion.metrics.survey): in the standard set, and on
-# request (by name) in the conventions of published codes that do not compute them.
+# The survey's added metrics by their papers' definitions (fusion.metrics.survey): on request (by name, or
+# --metrics all) in the standard convention and in those of published codes that do not compute them.
 SURVEY = {
     "NMI": (survey.nmi, True),
     "QNCIE": (survey.qncie, True),
@@ -108,9 +108,8 @@ STANDARD = Convention(
         "PSNR": (error.psnr, True),
         "MSE": (error.mse, False),
         "RMSE": (error.rmse, False),
-        **SURVEY,
     },
-    extra=FMI,
+    extra={**FMI, **SURVEY},
     shared={
         ("MEF_SSIM", "SSIM"): partial(perceptual.mef_ssim_and_ssim, dtype=torch.float32),
         ("Qabf", "Nabf"): partial(gradient.qabf_and_nabf, dtype=torch.float32),

@@ -13,10 +13,12 @@ across processes (``trainer.use_distributed_sampler: false``, set in every confi
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pickle
 import sys
+from pathlib import Path
 
 from fusion.errors import RgbtError, state_dict_mismatch
 
@@ -81,6 +83,7 @@ def make_cli(args: list[str], run: bool = True, datamodule_class=None):
             net = getattr(self.model, "model", None)
             if isinstance(self.trainer.accelerator, CPUAccelerator) and net is not None and "patch_size" in h:
                 check_cpu_batch(net, h["batch_size"], h["patch_size"], type(net).__name__)
+            guard_outputs(self.trainer, h)
 
     class _SaveConfig(SaveConfigCallback):  # rerunning into the same folder must not fail on config.yaml
         def __init__(self, *a, **k):
@@ -102,6 +105,30 @@ def make_cli(args: list[str], run: bool = True, datamodule_class=None):
         # errors come back as exceptions (main makes them one line), and flags must be spelt in full
         parser_kwargs={"exit_on_error": False, "allow_abbrev": False},
     )
+
+
+def guard_outputs(trainer, hparams) -> None:
+    """The run's folders (``default_root_dir``, the checkpoint folder) never touch its data folders
+    (:func:`fusion.guard.check_outputs`), checked before the first write."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from fusion.data import dataset_dir
+    from fusion.guard import check_outputs
+
+    inputs = []
+    for key in ("train", "val", "test"):
+        names = hparams.get(key) or []
+        for name in [names] if isinstance(names, str) else names:
+            with contextlib.suppress(RgbtError):  # the data module reports a missing dataset itself
+                inputs.append(dataset_dir(name, hparams.get("data")))
+    root = hparams.get("root")  # the detection data module's labelled dataset
+    if isinstance(root, str) and Path(root).is_dir():
+        inputs.append(Path(root))
+    outs = {"--trainer.default_root_dir": trainer.default_root_dir}
+    for cb in trainer.callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.dirpath:
+            outs["the checkpoint dirpath"] = cb.dirpath
+    check_outputs(outs, inputs, folders=tuple(outs))
 
 
 def _finish_wandb(trainer) -> None:
