@@ -283,3 +283,20 @@ def test_an_unexpected_error_is_one_line_exit_1_and_a_report(pair_dirs, tmp_path
     monkeypatch.setenv("RGBT_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
         main([str(a) for a in fuse_args(ir, vi, tmp_path / "out")])
+
+
+def test_readme_stays_short_and_its_links_resolve():
+    """The README a newcomer reads in two minutes: under 120 lines, its figure and every file it links exist, and
+    every command of its tour is a real sub-command."""
+    import re
+
+    text = (REPO / "README.md").read_text()
+    assert len(text.splitlines()) < 120
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
+    assert "docs/fusion_samples.png" in links and "docs/architecture.md" in links
+    assert all((REPO / link).exists() for link in links), [link for link in links if not (REPO / link).exists()]
+    from fusion.cli import build_parser
+
+    commands = set(build_parser()._subparsers._group_actions[0].choices)
+    used = set(re.findall(r"^rgbt (\w+)", text, re.M))
+    assert used and used <= commands, used - commands
