@@ -100,28 +100,13 @@ def child_path(root: PathLike, name: str, what: str) -> Path:
 MAX_SIDE = 65_535  # PNG and OpenCV's codecs stop there
 
 
-def available_memory() -> int:
-    """Bytes this machine can give a new allocation now (``MemAvailable``; physical memory where unknown)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import os
-
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
-
-
 def check_image_memory(width: int, height: int, bytes_per_pixel: int, what: str) -> None:
     """Refuse an image size asked for on the command line or in a file before allocating it: a side above
     :data:`MAX_SIDE`, or images needing more than half the memory available now."""
+    from fusion.train.memory import available_bytes  # MemAvailable, or less under a container's limit
+
     need = int(width) * int(height) * int(bytes_per_pixel)
-    avail = available_memory()
+    avail = available_bytes() or 8 << 30
     if max(width, height) > MAX_SIDE or need > avail // 2:
         raise RgbtError(
             f"{what} {width}x{height}: {need / 2**30:.1f} GB of images (sides up to {MAX_SIDE:,}), more than half the "
