@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import glob
 import json
 import zipfile
@@ -15,10 +14,20 @@ from calibration.align import common_crop, endpoint_error, overlay, refine_ecc, 
 from calibration.autoreg import auto_register
 from calibration.boards import imread
 from calibration.registration import Registration, fit_points
+from fusion.csvfile import CsvRow, Finite, read_rows
 from fusion.data import Pair, find_pairs
 from fusion.errors import RegistrationFailed, RgbtError, short
 from fusion.fuse import prepare_out_dir
 from fusion.io import atomic_write_bytes, image_size
+
+
+class PointRow(CsvRow):
+    """One control point of a CSV points file: where it is in the source (IR) and in the target (RGB) image."""
+
+    source_x: Finite
+    source_y: Finite
+    target_x: Finite
+    target_y: Finite
 
 
 def read_points(path: str | Path, one_based: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -31,9 +40,9 @@ def read_points(path: str | Path, one_based: bool = False) -> tuple[np.ndarray, 
     path = Path(path)
     try:
         if path.suffix.lower() == ".csv":
-            rows = list(csv.DictReader(path.open()))
-            src = np.array([[float(r["source_x"]), float(r["source_y"])] for r in rows])
-            dst = np.array([[float(r["target_x"]), float(r["target_y"])] for r in rows])
+            rows = read_rows(path, PointRow, "one point per row: source_x,source_y,target_x,target_y")
+            src = np.array([[r.source_x, r.source_y] for r in rows]).reshape(-1, 2)
+            dst = np.array([[r.target_x, r.target_y] for r in rows]).reshape(-1, 2)
         else:
             d = json.loads(path.read_text())
             src, dst = (

@@ -6,7 +6,6 @@ folders (one method per sub-folder). Fused images pair with the sources by file 
 
 from __future__ import annotations
 
-import csv
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from fusion.csvfile import CsvRow, Text, read_rows
 from fusion.data import Pair, load_pair
 from fusion.errors import RgbtError, short
 from fusion.io import IMAGE_EXTENSIONS, Norm16, atomic_write_bytes, csv_bytes, read_image
@@ -196,12 +196,20 @@ def write_csv(rows: list[Row], path: str | Path, overwrite: bool = False) -> Pat
     return path
 
 
+class CsvScore(CsvRow):
+    """A row of an ``rgbt evaluate --csv`` file (NaN where the metric is undefined)."""
+
+    image: Text
+    method: Text
+    metric: Text
+    value: float
+    convention: Text
+
+
 def read_csv(path: str | Path) -> list[Row]:
-    """Read rows written by :func:`write_csv`."""
-    with open(path, newline="") as f:
-        return [
-            Row(r["image"], r["method"], r["metric"], float(r["value"]), r["convention"]) for r in csv.DictReader(f)
-        ]
+    """Read rows written by :func:`write_csv`, every row complete."""
+    rows = read_rows(path, CsvScore, "write it with rgbt evaluate --csv")
+    return [Row(r.image, r.method, r.metric, r.value, r.convention) for r in rows]
 
 
 def summarize(rows: list[Row]) -> dict[str, dict[str, float]]:

@@ -13,12 +13,12 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
 from pathlib import Path
 
+from fusion.csvfile import CsvRow, Finite, Text, read_rows
 from fusion.errors import RgbtError, short
 from fusion.experiment.spec import Spec
 from fusion.experiment.tables import differences, render
@@ -131,11 +131,31 @@ def write_outputs(spec: Spec, work: Work, out: Path) -> dict[str, Path]:
     return paths
 
 
+class ScoreRow(CsvRow):
+    """A row of ``scores.csv``: one metric of one method on one image (NaN where the metric is undefined)."""
+
+    dataset: Text
+    image: Text
+    method: Text
+    metric: Text
+    value: float
+    convention: Text
+
+
+class PublishedRow(CsvRow):
+    """A row of a run's ``published.csv``: a published value and where it came from."""
+
+    dataset: Text
+    method: Text
+    metric: Text
+    value: Finite
+    source: str = ""
+
+
 def read_scores(path: Path) -> list[tuple]:
-    """Rows of ``scores.csv`` as written by :func:`write_outputs` (NaN where a metric is undefined)."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [(r["dataset"], r["image"], r["method"], r["metric"], float(r["value"]), r["convention"]) for r in rows]
+    """Rows of ``scores.csv`` as written by :func:`write_outputs`, every row complete."""
+    rows = read_rows(path, ScoreRow, "run rgbt experiment run again into its folder")
+    return [(r.dataset, r.image, r.method, r.metric, r.value, r.convention) for r in rows]
 
 
 def check_scores(spec: Spec, rows: list[tuple], path: Path) -> None:
@@ -178,8 +198,7 @@ def table_from(folder: str | Path) -> dict[str, Path]:
                     f"{short(out / name)} is not the file the run wrote (truncated or edited); run rgbt experiment "
                     "run again into its folder"
                 )
-        with open(need[2], newline="") as f:
-            published = [{**r, "value": float(r["value"])} for r in csv.DictReader(f)]
+        published = [r.model_dump() for r in read_rows(need[2], PublishedRow, "run rgbt experiment run again")]
         rows = read_scores(need[1])
     except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as e:
         raise RgbtError(

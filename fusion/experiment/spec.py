@@ -31,6 +31,7 @@ import csv
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from fusion.csvfile import CsvRow, Finite, Text, read_rows
 from fusion.errors import RgbtError, short
 from fusion.experiment.schema import validate
 from fusion.guard import child_path
@@ -209,32 +210,30 @@ def method_files(folder: str | Path, method: str, names: list[str]) -> dict[str,
     raise RgbtError(f"{short(folder)} holds no images of {method}; point fused: at that method's folder")
 
 
+class PublishedCsvRow(CsvRow):
+    """One published value: a method's mean of one metric on one dataset (or one image, averaged later)."""
+
+    method: Text
+    metric: Text
+    value: Finite
+    dataset: str = ""
+
+
 def _published_csv(f: Path, dataset: str | None) -> list[tuple[str, str, str, float]]:
     """Rows ``(dataset, method, metric, value)`` of a published CSV (columns ``method,metric,value`` and
     ``dataset`` unless the entry names it), every row complete and every value a finite number."""
-    import math
-
-    try:
-        with open(f, newline="") as fh:
-            reader = csv.DictReader(fh)
-            need = {"method", "metric", "value"} | (set() if dataset else {"dataset"})
-            missing = sorted(need - set(reader.fieldnames or []))
-            if missing:
-                add = "; add dataset: to its published entry" if missing == ["dataset"] else ""
-                raise RgbtError(f"{short(f)}: no {', '.join(missing)} column (it needs {', '.join(sorted(need))}){add}")
-            rows = []
-            for i, r in enumerate(reader, start=2):
-                ds = r.get("dataset") or dataset
-                try:
-                    v = float(r["value"])
-                except (TypeError, ValueError):
-                    v = math.nan
-                if not ds or not r["method"] or not r["metric"] or not math.isfinite(v):
-                    raise RgbtError(f"{short(f)}, line {i}: an incomplete row or a value that is not a finite number")
-                rows.append((ds, r["method"], r["metric"], v))
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise RgbtError(f"{short(f)}: not a readable CSV ({type(e).__name__}); fix the file") from None
-    return rows
+    fix = "columns method,metric,value (and dataset, unless the published entry names it), a finite number each row"
+    rows = read_rows(f, PublishedCsvRow, fix)
+    if not dataset:
+        with open(f, newline="", encoding="utf-8") as fh:
+            if "dataset" not in (next(csv.reader(fh), None) or []):
+                raise RgbtError(f"{short(f)}: no dataset column; add dataset: to its published entry or the column")
+    out = []
+    for i, r in enumerate(rows, start=2):
+        if not (r.dataset or dataset):
+            raise RgbtError(f"{short(f)}, line {i}: no dataset; fill the cell or add dataset: to its published entry")
+        out.append((r.dataset or dataset, r.method, r.metric, r.value))
+    return out
 
 
 def _published(entries: list, datasets: list[Dataset], root: Path | None, path: Path) -> list[dict]:
