@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from fusion.data import dataset_dir, dataset_pairs
 from fusion.errors import RgbtError, short
@@ -15,7 +17,10 @@ from fusion.guard import check_outputs
 from fusion.io import read_image
 from fusion.methods import CLASSICAL, build_method
 from fusion.models.zoo import ZOO, find_weights
-from fusion.safeyaml import load_yaml
+from fusion.safeyaml import load_yaml, validation_line
+
+# a dataset folder, method, metric or sample name: not empty, no newline
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\n\r\x00]+$")]
 
 
 def fast_methods() -> list[str]:
@@ -24,46 +29,52 @@ def fast_methods() -> list[str]:
     return list(CLASSICAL) + [name for name, m in ZOO.items() if m.fast]
 
 
-@dataclass
-class DemoConfig:
-    """What the demo runs. ``experiments/demo.yaml`` spells out these defaults."""
+class DemoConfig(BaseModel):
+    """What the demo runs. ``experiments/demo.yaml`` spells out these defaults; a file is checked against these
+    types and ranges (strict: no coercion, unknown keys refused) before any work."""
 
-    datasets: list[str] = field(default_factory=lambda: ["tno", "roadscene/test", "msrs"])
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    datasets: list[Name] = Field(default_factory=lambda: ["tno", "roadscene/test", "msrs"], min_length=1)
     # Every method that fuses a pair in about 2 s or less on a 2-core CPU (fast_methods); ddcgan, swinfusion and
     # cddfuse take 3-20 s per pair there: add them (--methods all) on a GPU.
-    methods: list[str] = field(default_factory=fast_methods)
+    methods: list[Name] = Field(default_factory=fast_methods, min_length=1)
     # The set most tables print (CDDFuse, Table 1); None: every metric of the convention.
-    metrics: list[str] | None = field(default_factory=lambda: ["EN", "SD", "SF", "MI", "SCD", "VIF", "Qabf", "SSIM"])
-    convention: str = "standard"
-    figure_samples: dict[str, str] = field(
+    metrics: list[Name] | None = Field(
+        default_factory=lambda: ["EN", "SD", "SF", "MI", "SCD", "VIF", "Qabf", "SSIM"], min_length=1
+    )
+    convention: Name = "standard"
+    figure_samples: dict[Name, Name] = Field(
         default_factory=lambda: {"tno": "03", "roadscene/test": "FLIR_04593", "msrs": "00055D"}
     )
-    figure_height: int = 180  # pixels of each image in comparison.png
-    figure_bits: int = 8  # levels kept per channel in comparison.png (6: a third of the size, for a repository)
-    limit: int | None = None  # at most this many pairs per dataset (None: all)
+    figure_height: int = Field(180, ge=32, le=2048)  # pixels of each image in comparison.png
+    figure_bits: int = Field(8, ge=4, le=8)  # levels kept per channel in comparison.png (6: a third of the size)
+    limit: int | None = Field(None, ge=1)  # at most this many pairs per dataset (None: all)
     skip_missing: bool = True  # leave out networks whose weights are not found (False: fail, as rgbt fuse does)
 
-    def __post_init__(self) -> None:
-        for key in ("datasets", "methods"):
-            v = getattr(self, key)
-            if not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v):
-                raise RgbtError(f"demo setting '{key}' must be a non-empty list of names, got {v!r}")
-        if not isinstance(self.figure_height, int) or not 32 <= self.figure_height <= 2048:
-            raise RgbtError(f"demo setting 'figure_height' must be 32-2048 pixels, got {self.figure_height!r}")
-        if not isinstance(self.figure_bits, int) or not 4 <= self.figure_bits <= 8:
-            raise RgbtError(f"demo setting 'figure_bits' must be 4-8, got {self.figure_bits!r}")
-        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
-            raise RgbtError(f"demo setting 'limit' must be a positive integer or null, got {self.limit!r}")
+    @model_validator(mode="after")
+    def _known(self) -> DemoConfig:
+        from fusion.metrics import CONVENTIONS, metric_names
+
+        if self.convention not in CONVENTIONS:
+            raise ValueError(f"unknown convention '{self.convention}'; choose one of: {', '.join(CONVENTIONS)}")
+        known = metric_names(self.convention, extra=True)
+        bad = [m for m in self.metrics or [] if m not in known]
+        if bad:
+            raise ValueError(
+                f"unknown metric(s) {', '.join(bad)} under '{self.convention}'; choose from {', '.join(known)}"
+            )
+        return self
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> DemoConfig:
         raw = load_yaml(path, "demo config") or {}
         if not isinstance(raw, dict):
             raise RgbtError(f"{short(path)}: a demo config is a mapping of settings (see experiments/demo.yaml)")
-        unknown = set(raw) - set(asdict(cls()))
-        if unknown:
-            raise RgbtError(f"{short(path)}: unknown demo setting(s) {', '.join(sorted(unknown))}")
-        return cls(**raw)
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as e:
+            raise RgbtError(validation_line(path, e, "see experiments/demo.yaml")) from None
 
 
 def _slug(name: str) -> str:

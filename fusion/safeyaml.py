@@ -8,9 +8,11 @@ one line naming the file, before anything is built from the document.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
 from fusion.errors import RgbtError, short
 
@@ -116,3 +118,22 @@ def load_yaml(path: str | Path, what: str = "file") -> object:
         raise RgbtError(f"{short(path)}: not valid YAML ({first}); fix the file") from None
     except RecursionError:
         raise RgbtError(f"{short(path)}: nested too deeply; a {what} is flat, fix the file") from None
+
+
+def validation_line(path: str | Path, e: ValidationError, hint: str) -> str:
+    """The first problem pydantic found in the file ``path``, in one line naming the key and the fix (``hint``:
+    where examples are)."""
+    err = e.errors(include_url=False)[0]
+    tag = re.compile(r"^[A-Z]|\[|^constrained-|^function-")  # union members' names, not keys of the file
+    loc = [str(x) for x in err["loc"] if not (isinstance(x, str) and tag.search(x))]
+    where = ".".join(loc) or "the file"
+    if err["type"] == "extra_forbidden":
+        return f"{short(path)}: unknown key '{loc[-1]}' in {'.'.join(loc[:-1]) or 'the file'}; remove or fix it"
+    if err["type"] == "missing":
+        return f"{short(path)}: '{where}' is missing; add it ({hint})"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "string_pattern_mismatch":
+        folder = "/" in err.get("ctx", {}).get("pattern", "")  # a name that becomes a folder
+        msg = "must be a plain name without / or \\ (it names a folder)" if folder else "must be one line of text"
+    got = f" (got {err['input']!r})" if err["type"] not in ("value_error",) and len(repr(err["input"])) < 60 else ""
+    return f"{short(path)}: {where + ': ' if loc else ''}{msg}{got}; fix the file"

@@ -8,13 +8,13 @@ registries (paths, method and metric names) is checked afterwards by :mod:`fusio
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from fusion.errors import RgbtError, short
+from fusion.safeyaml import validation_line
 
 MAX_DECIMALS = 12  # float64 carries 15-17 significant digits
 MAX_SAMPLES = 64  # figure rows
@@ -127,22 +127,6 @@ class ExperimentFile(_Strict):
     norm16: Name | None = None
 
 
-def _line(path: Path, e: ValidationError) -> str:
-    err = e.errors(include_url=False)[0]
-    tag = re.compile(r"^[A-Z]|\[|^constrained-|^function-")  # union members' names, not keys of the file
-    loc = [str(x) for x in err["loc"] if not (isinstance(x, str) and tag.search(x))]
-    where = ".".join(loc) or "the file"
-    if err["type"] == "extra_forbidden":
-        return f"{short(path)}: unknown key '{loc[-1]}' in {'.'.join(loc[:-1]) or 'the file'}; remove or fix it"
-    if err["type"] == "missing":
-        return f"{short(path)}: '{where}' is missing; add it (see experiments/tables/ for examples)"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "string_pattern_mismatch":
-        msg = "must be a plain name without / or \\ (it names a folder)"
-    got = f" (got {err['input']!r})" if err["type"] not in ("value_error",) and len(repr(err["input"])) < 60 else ""
-    return f"{short(path)}: {where}: {msg}{got}; fix the file"
-
-
 def validate(raw: Any, path: Path) -> dict:
     """The experiment file ``raw`` (parsed YAML) checked against :class:`ExperimentFile`.
 
@@ -157,5 +141,5 @@ def validate(raw: Any, path: Path) -> dict:
     try:
         model = ExperimentFile.model_validate(raw)
     except ValidationError as e:
-        raise RgbtError(_line(path, e)) from None
+        raise RgbtError(validation_line(path, e, "see experiments/tables/ for examples")) from None
     return model.model_dump(exclude_unset=True)

@@ -85,6 +85,11 @@ def make_cli(args: list[str], run: bool = True, datamodule_class=None):
                 check_cpu_batch(net, h["batch_size"], h["patch_size"], type(net).__name__)
             guard_outputs(self.trainer, h)
 
+        def _guard(self) -> None:  # validate/test/predict write logs and predictions too
+            guard_outputs(self.trainer, getattr(self.datamodule, "hparams", {}))
+
+        before_validate = before_test = before_predict = _guard
+
     class _SaveConfig(SaveConfigCallback):  # rerunning into the same folder must not fail on config.yaml
         def __init__(self, *a, **k):
             super().__init__(*a, **{**k, "overwrite": True})
