@@ -142,12 +142,12 @@ def test_demo_config_errors(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"datasets": "tno"}))
     code, _, err = run(["demo", "--config", bad, "--out", tmp_path / "o"], capsys)
-    assert code == 2 and "non-empty list" in err
+    assert code == 2 and "datasets: Input should be a valid list" in err
     bad.write_text("colour: [")
     code, _, err = run(["demo", "--config", bad], capsys)
     assert code == 2 and "not valid YAML" in err
     bad.write_text("speed: 3")
-    assert "unknown demo setting" in run(["demo", "--config", bad], capsys)[2]
+    assert "unknown key 'speed'" in run(["demo", "--config", bad], capsys)[2]
 
 
 def test_methods_lists_everything(capsys):
