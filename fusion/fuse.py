@@ -47,9 +47,14 @@ def prepare_out_dir(out: str | Path) -> Path:
     return out
 
 
-def check_sizes(pairs: list[Pair], norm16: Norm16 | None = None) -> None:
+def check_sizes(pairs: list[Pair], norm16: Norm16 | None = None) -> list[tuple[int, int]]:
     """Preflight: fail before any output is written if an image cannot be decoded, is 16-bit without ``norm16``,
-    has an unsupported layout, or its pair differs in size (everything that could stop the run half-way)."""
+    has an unsupported layout, or its pair differs in size (everything that could stop the run half-way).
+
+    Returns:
+        The (height, width) of each pair.
+    """
+    sizes = []
     for p in pairs:
         info_i = inspect_image(p.ir, norm16=norm16)
         info_v = inspect_image(p.vis, norm16=norm16)
@@ -58,6 +63,8 @@ def check_sizes(pairs: list[Pair], norm16: Norm16 | None = None) -> None:
                 f"{short(p.ir)} is {info_i.width}x{info_i.height} but {short(p.vis)} is {info_v.width}x"
                 f"{info_v.height}; register the pair first (rgbt register) or resize one"
             )
+        sizes.append((info_i.height, info_i.width))
+    return sizes
 
 
 def check_out_apart(out: str | Path, inputs: list[str | Path]) -> None:
@@ -179,7 +186,9 @@ def fuse_pairs(
         RgbtError: output folder is a file, a pair with different sizes, an unreadable or 16-bit image (without
             ``norm16``), or another run writing into ``out``.
     """
-    check_sizes(pairs, norm16)
+    from fusion.methods.learned import check_forward_memory
+
+    check_forward_memory(model, check_sizes(pairs, norm16), method, official)
     out = prepare_out_dir(out)
     model = model.to(device).eval()
     report, t0 = FuseReport(), time.perf_counter()

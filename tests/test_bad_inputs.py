@@ -7,6 +7,7 @@ library messages such as libpng's count), and compares a snapshot of the whole f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
@@ -356,9 +357,9 @@ CASES_II = {
     "experiment_published_csv_nan": (lambda p: _exp(p, published=[{"csv": _pub_csv(
         p, "method,metric,value\nP,EN,nan\n"), "dataset": "S"}]), "finite"),
     "experiment_published_csv_short_row": (lambda p: _exp(p, published=[{"csv": _pub_csv(
-        p, "method,metric,value\nP,EN\n"), "dataset": "S"}]), "incomplete"),
+        p, "method,metric,value\nP,EN\n"), "dataset": "S"}]), "line 2: 2 cells"),
     "experiment_published_csv_empty_value": (lambda p: _exp(p, published=[{"csv": _pub_csv(
-        p, "method,metric,value\nP,EN,\n"), "dataset": "S"}]), "finite"),
+        p, "method,metric,value\nP,EN,\n"), "dataset": "S"}]), "line 2, column value"),
     "experiment_unknown_nested_key": (lambda p: _exp(p, figure={"sample": 1}), "unknown key 'sample'"),
     "experiment_fused_not_str": (lambda p: _exp(p, methods=[{"name": "A", "fused": 3}]), "fused"),
     # registration files: a schema, finite matrices that keep the frame a proper quadrilateral
@@ -395,7 +396,8 @@ CASES_II = {
     "register_points_nan": (lambda p: _write(p["root"] / "pts.csv", PTS_HEADER + b"0,0,1,1\nnan,10,11,11\n"
                                              b"20,0,21,1\n0,20,1,21\n") or
                             ["register", "fit", "--points", str(p["root"] / "pts.csv"), "--ir", str(p["ir"] / "p0.png"),
-                             "--vis", str(p["vi"] / "p0.png"), "--out", str(p["root"] / "reg.yaml")], "NaN"),
+                             "--vis", str(p["vi"] / "p0.png"), "--out", str(p["root"] / "reg.yaml")],
+                            "line 3, column source_x: Input should be a finite number"),
     "register_points_inf_json": (lambda p: _write(p["root"] / "pts.json", b'{"source": [[0, 0], [1e999, 1], [5, 9]],'
                                                   b' "target": [[0, 0], [1, 1], [5, 9]]}') or
                                  ["register", "fit", "--points", str(p["root"] / "pts.json"), "--ir",
@@ -451,6 +453,85 @@ CASES_II = {
                                             "--trainer.max_steps", "1"], "overlaps the input folder"),
 }  # fmt: skip
 CASES.update(CASES_II)
+
+
+def _demo(p, text: str) -> list[str]:
+    """rgbt demo over set/ with the settings file ``text``."""
+    _write(p["root"] / "d.yaml", text.encode())
+    return ["demo", "--config", str(p["root"] / "d.yaml"), "--data", str(p["root"]), "--out", str(p["out"])]
+
+
+def _points_csv(p, body: bytes) -> list[str]:
+    _write(p["root"] / "pts.csv", body)
+    return ["register", "fit", "--points", str(p["root"] / "pts.csv"), "--ir", str(p["ir"] / "p0.png"), "--vis",
+            str(p["vi"] / "p0.png"), "--out", str(p["root"] / "reg.yaml")]  # fmt: skip
+
+
+@functools.cache
+def _zeros_png(side: int) -> bytes:
+    return cv2.imencode(".png", np.zeros((side, side), np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 9])[1].tobytes()
+
+
+def _huge_pair(p, side: int = 10_000) -> dict[str, Path]:
+    """One pair of ``side`` x ``side`` (100 MP, 100 KB as PNGs): whole, a transformer needs hundreds of GB."""
+    for key in ("ir", "vi"):
+        for f in p[key].iterdir():
+            f.unlink()
+        _write(p[key] / "big.png", _zeros_png(side))
+    return p
+
+
+SWIN = ["--ckpt", "weights/swinfusion.pt"]  # our weights (the repository's), so that no data root is needed
+DEMO_OK = "datasets: [set]\nmethods: [average]\nmetrics: [EN]\nfigure_samples: {}\n"
+CASES_III = {
+    # demo settings: a declared schema (types, ranges, known names), checked before any work
+    "demo_cfg_bits_low": (lambda p: _demo(p, DEMO_OK + "figure_bits: 3\n"), "figure_bits"),
+    "demo_cfg_height_float": (lambda p: _demo(p, DEMO_OK + "figure_height: 120.5\n"), "figure_height"),
+    "demo_cfg_limit_zero": (lambda p: _demo(p, DEMO_OK + "limit: 0\n"), "limit"),
+    "demo_cfg_limit_bool": (lambda p: _demo(p, DEMO_OK + "limit: true\n"), "limit"),
+    "demo_cfg_metric_unknown": (lambda p: _demo(p, DEMO_OK.replace("[EN]", "[EN, XX]")), "XX"),
+    "demo_cfg_convention_unknown": (lambda p: _demo(p, DEMO_OK + "convention: nope\n"), "nope"),
+    "demo_cfg_methods_empty": (lambda p: _demo(p, DEMO_OK.replace("[average]", "[]")), "methods"),
+    "demo_cfg_datasets_string": (lambda p: _demo(p, DEMO_OK.replace("[set]", "set")), "datasets"),
+    "demo_cfg_unknown_key": (lambda p: _demo(p, DEMO_OK + "figure_colour: red\n"), "figure_colour"),
+    "demo_cfg_samples_list": (lambda p: _demo(p, DEMO_OK.replace("{}", "{set: [1]}")), "figure_samples"),
+    "demo_cfg_duplicate_key": (lambda p: _demo(p, DEMO_OK + "limit: 1\nlimit: 2\n"), "limit"),
+    "demo_cfg_not_mapping": (lambda p: _demo(p, "- tno\n- msrs\n"), "mapping"),
+    "demo_cfg_skip_missing_text": (lambda p: _demo(p, DEMO_OK + "skip_missing: 'no'\n"), "skip_missing"),
+    # CSV files: one reader, a declared row (required columns, finite numbers, complete rows)
+    "points_csv_missing_column": (lambda p: _points_csv(p, b"source_x,source_y,target_x\n1,2,3\n"), "target_y"),
+    "points_csv_text_value": (lambda p: _points_csv(p, PTS_HEADER + b"1,2,3,four\n"), "line 2, column target_y"),
+    "points_csv_nan": (lambda p: _points_csv(p, PTS_HEADER + COLLINEAR + b"nan,1,2,3\n"), "line 6, column source_x"),
+    "points_csv_inf": (lambda p: _points_csv(p, PTS_HEADER + b"1,2,3,inf\n"), "column target_y"),
+    "points_csv_short_row": (lambda p: _points_csv(p, PTS_HEADER + b"1,2,3\n"), "line 2"),
+    "points_csv_long_row": (lambda p: _points_csv(p, PTS_HEADER + b"1,2,3,4,5\n"), "line 2"),
+    "points_csv_empty_cell": (lambda p: _points_csv(p, PTS_HEADER + b"1,,3,4\n"), "column source_y"),
+    "points_csv_binary": (lambda p: _points_csv(p, b"\xff\xfe\x00\x01" * 50), "pts.csv"),
+    "points_csv_folder": (lambda p: (p["root"] / "pts.csv").mkdir() or
+                          ["register", "fit", "--points", str(p["root"] / "pts.csv"), "--ir", str(p["ir"] / "p0.png"),
+                           "--vis", str(p["vi"] / "p0.png"), "--out", str(p["root"] / "reg.yaml")], "folder"),
+    "published_csv_empty_method": (lambda p: _exp(p, published=[{"csv": _pub_csv(
+        p, "dataset,method,metric,value\nS,,EN,6.5\n")}]), "column method"),
+    "published_csv_long_row": (lambda p: _exp(p, published=[{"csv": _pub_csv(
+        p, "dataset,method,metric,value\nS,X,EN,6.5,7\n")}]), "line 2"),
+    "published_csv_empty_dataset": (lambda p: _exp(p, published=[{"csv": _pub_csv(
+        p, "dataset,method,metric,value\n,X,EN,6.5\n")}]), "no dataset"),
+    # resources: the memory a network would take on the largest pair, before any work
+    "fuse_tile0_huge_pair": (lambda p: _fuse(_huge_pair(p), "--tile", "0", *SWIN, method="swinfusion"),
+                             "would need about"),
+    "fuse_large_tile_huge_pair": (lambda p: _fuse(_huge_pair(p), "--tile", "9000", *SWIN, method="swinfusion"),
+                                  "smaller --tile"),
+    "fuse_official_huge_pair": (lambda p: _fuse(_huge_pair(p), "--official", *SWIN, method="swinfusion"),
+                                "drop --official"),
+    "experiment_official_huge_pair": (lambda p: _exp(_huge_pair(p), methods=[
+        {"name": "swinfusion", "ckpt": "weights/swinfusion.pt", "official": True}]), "drop --official"),
+    # validate/test/predict guard their folders as fit does
+    "test_root_dir_inside_data": (lambda p: ["test", "--config", "experiments/densefuse.yaml", "--data.train",
+                                             "[set]", "--data.val", "[set]", "--data.data",
+                                             str(p["root"]), "--trainer.default_root_dir",
+                                             str(p["root"] / "set" / "run")], "overlaps the input folder"),
+}  # fmt: skip
+CASES.update(CASES_III)
 
 
 def _snapshot(root: Path) -> dict[str, str]:
@@ -521,6 +602,8 @@ RESOURCE_CASES = [
     "register_reg_8mb",
     "register_apply_resize_huge",
     "experiment_samples_huge",
+    "fuse_tile0_huge_pair",
+    "experiment_official_huge_pair",
 ]
 
 

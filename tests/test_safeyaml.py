@@ -155,3 +155,52 @@ def test_fuzz_registration_file_reader_only_refuses_in_one_line(tmp_path, doc, r
             w, h = reg.source_size
             q = reg.map_points(np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], float))
             assert np.isfinite(q).all()
+
+
+_demo_keys = st.sampled_from(
+    ["datasets", "methods", "metrics", "convention", "figure_samples", "figure_height", "figure_bits", "limit",
+     "skip_missing", "other"]
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=st.dictionaries(_demo_keys, _values, max_size=8), raw=st.text(max_size=60))
+def test_fuzz_demo_settings_reader_only_refuses_in_one_line(tmp_path, doc, raw):
+    """Any document (or text) given as demo settings loads into valid settings or is one RgbtError line."""
+    from fusion.demo import DemoConfig
+
+    for i, text in enumerate((yaml.safe_dump(doc), raw)):
+        f = tmp_path / f"d{i}.yaml"
+        f.write_text(text)
+        try:
+            cfg = DemoConfig.from_yaml(f)
+        except RgbtError as e:
+            assert "\n" not in str(e)
+        else:
+            assert cfg.methods and cfg.datasets and 4 <= cfg.figure_bits <= 8 and (cfg.limit is None or cfg.limit > 0)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cells=st.lists(st.lists(st.text(max_size=6), max_size=6), max_size=6), header=st.booleans())
+def test_fuzz_points_csv_reader_only_refuses_in_one_line(tmp_path, cells, header):
+    """Any CSV given as --points gives finite N x 2 point lists or one RgbtError line."""
+    import csv
+    import io
+
+    import numpy as np
+
+    from calibration.register import read_points
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    if header:
+        w.writerow(["source_x", "source_y", "target_x", "target_y"])
+    w.writerows(cells)
+    f = tmp_path / "p.csv"
+    f.write_text(buf.getvalue())
+    try:
+        src, dst = read_points(f)
+    except RgbtError as e:
+        assert "\n" not in str(e)
+    else:
+        assert src.shape == dst.shape and src.shape[1:] == (2,) and np.isfinite(src).all() and np.isfinite(dst).all()

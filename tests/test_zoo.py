@@ -229,3 +229,29 @@ def test_tables_mark_the_networks_fused_with_our_weights(shared_data, tmp_path):
     rows = [("tno", "01", m, "EN", 6.0 + i, "standard") for i, m in enumerate(kinds)]
     md = render(spec, rows, [])["tno.md"]
     assert "| ddcgan* (1) |" in md and "| reconet (1) |" in md and "*: our weights" in md
+
+
+def test_forward_memory_estimate_follows_the_window_and_refuses_what_cannot_fit(monkeypatch):
+    """The estimate rgbt fuse and rgbt experiment check before any work: bounded by the tile with automatic tiles
+    (a 24 MP pair under 1.5 GB, as measured), quadratic in the side whole; a run that cannot fit is refused."""
+    from fusion.errors import RgbtError
+    from fusion.methods.learned import AUTO_TILE, BYTES_PER_PIXEL, WHOLE, check_forward_memory, forward_bytes
+    from fusion.models import MODELS, Tiled
+
+    assert set(BYTES_PER_PIXEL) == set(AUTO_TILE)  # every tiled family has a measured figure
+    net = MODELS["densefuse"]()
+    auto, whole = Tiled(net, AUTO_TILE["densefuse"], 32, whole=WHOLE), net
+    assert forward_bytes(auto, 4000, 6000) < 1.5 * 2**30
+    assert forward_bytes(auto, 4000, 6000) < forward_bytes(Tiled(net, 2048, 32), 4000, 6000)
+    assert forward_bytes(whole, 1000, 1000) * 4 == pytest.approx(forward_bytes(whole, 2000, 2000), rel=1e-9)
+    assert forward_bytes(auto, 480, 640) == forward_bytes(whole, 480, 640)  # runs whole below WHOLE
+    assert forward_bytes(build_method("average"), 4000, 6000) is None  # the classical methods work in strips
+
+    monkeypatch.setattr("fusion.train.memory.available_bytes", lambda: 4 << 30)
+    check_forward_memory(auto, [(4000, 6000), (480, 640)], "densefuse")
+    with pytest.raises(RgbtError, match=r"densefuse on a 6000x4000 pair would need about .* leave --tile out"):
+        check_forward_memory(whole, [(480, 640), (4000, 6000)], "densefuse")
+    with pytest.raises(RgbtError, match="drop --official"):
+        check_forward_memory(whole, [(4000, 6000)], "densefuse", official=True)
+    with pytest.raises(RgbtError, match="smaller --tile"):
+        check_forward_memory(Tiled(net, 6000, 32), [(4000, 6000)], "densefuse")

@@ -40,8 +40,9 @@ def run_experiment(
     inputs = [p for ds in spec.datasets for p in (ds.ir, ds.vi)]
     inputs += [f for m in spec.methods for f in m.fused.values()] + [m.ckpt for m in spec.methods if m.ckpt]
     check_out_apart(out, inputs)
-    for ds in spec.datasets:  # everything that can fail per input, before the first write
-        check_sizes(find_pairs(ds.ir, ds.vi), spec.norm())
+    sizes = []  # everything that can fail per input, before the first write
+    for ds in spec.datasets:
+        sizes += check_sizes(find_pairs(ds.ir, ds.vi), spec.norm())
     record = Path(out) / "experiment.json"
     if record.is_file():  # a finished run's fused images were scaled with its norm16: mixing would be silent
         try:
@@ -53,7 +54,7 @@ def run_experiment(
                 f"{short(out)} holds a run with norm16 {before}, this one asks for {spec.norm16}; choose another --out"
             )
     work = Work(spec, Path(out))  # finds every input (and fails on an unpaired one) before anything is written
-    preflight(spec, work)
+    preflight(spec, work, sizes)
     out = prepare_out_dir(out)
     first = os.environ.get("NODE_RANK", "0") == "0" and "LOCAL_RANK" not in os.environ
     with claim_folder(out) if first else contextlib.nullcontext():
@@ -74,16 +75,19 @@ def run_experiment(
         return paths
 
 
-def preflight(spec: Spec, work: Work) -> None:
+def preflight(spec: Spec, work: Work, sizes: list[tuple[int, int]] = ()) -> None:
     """What could stop the run half-way, checked before its first write: every method it fuses builds with its
-    weights (a crafted or broken ``ckpt:`` fails here), and every fused image still to score decodes, is 8-bit (or
-    ``norm16`` is set) and has its pair's size."""
+    weights (a crafted or broken ``ckpt:`` fails here) and fits in memory on the largest pair (``sizes``: (height,
+    width) of the pairs), and every fused image still to score decodes, is 8-bit (or ``norm16`` is set) and has its
+    pair's size."""
     from fusion.io import inspect_image
     from fusion.methods import build_method
+    from fusion.methods.learned import check_forward_memory
 
     for m in spec.methods:
         if not m.external:
-            build_method(m.name, ckpt=m.ckpt, official=m.official)
+            model = build_method(m.name, ckpt=m.ckpt, official=m.official)
+            check_forward_memory(model, list(sizes), m.name, m.official)
     external = {m.name for m in spec.methods if m.external}
     norm = spec.norm()
     for item in work.items:

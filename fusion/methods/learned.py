@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
-from fusion.errors import short
+from fusion.errors import RgbtError, short
 from fusion.models import Tiled, load_model
 from fusion.models.zoo import ZOO, require_weights
 
@@ -18,6 +18,15 @@ AUTO_TILE = {
     "densefuse": 384, "ddcgan": 256, "cddfuse": 192, "swinfusion": 128, "seafusion": 256, "ifcnn": 384,
     "tardal": 256, "didfuse": 256, "ydtr": 192, "datfuse": 384, "lrrnet": 192, "reconet": 512,
 }  # fmt: skip
+# Peak bytes per pixel of one whole-image forward pass on the CPU, the larger of our mode and the official one: the
+# growth of the process's peak from 384x384 to 768x768 (python scripts/bench_models.py --peak METHOD cpu MODE
+# --sizes WxH, in a fresh process each), rounded up. rgbt fuse and rgbt experiment refuse a run whose largest
+# window would not fit in the memory available (check_forward_memory) before any work.
+BYTES_PER_PIXEL = {
+    "densefuse": 1700, "ddcgan": 4400, "cddfuse": 5900, "swinfusion": 6600, "seafusion": 2200, "ifcnn": 1600,
+    "tardal": 1600, "didfuse": 5000, "ydtr": 4200, "datfuse": 1100, "lrrnet": 6200, "reconet": 1700,
+}  # fmt: skip
+IMAGE_BYTES_PER_PIXEL = 18  # the image-sized buffers around the network (docs/performance.md: 430 MB at 24 MP)
 
 
 def learned(name: str) -> Callable[..., nn.Module]:
@@ -59,3 +68,53 @@ def learned(name: str) -> Callable[..., nn.Module]:
 
     factory.__name__ = f"load_{name}"
     return factory
+
+
+def forward_bytes(model: nn.Module, height: int, width: int) -> int | None:
+    """Estimated peak memory of fusing one (height, width) pair with ``model`` as :func:`learned` built it: the
+    network's largest window (the whole image, or one tile with its context) times its family's
+    :data:`BYTES_PER_PIXEL`, plus the image-sized buffers. None for a model without a known family (the classical
+    methods work in strips, :mod:`fusion.strips`)."""
+    net = model.model if isinstance(model, Tiled) else model
+    per_pixel = BYTES_PER_PIXEL.get(getattr(net, "name", None))
+    if per_pixel is None:
+        return None
+    h, w = height, width
+    if isinstance(model, Tiled) and not (model.whole >= h and model.whole >= w):
+        h, w = min(h, model.tile + 2 * model.overlap), min(w, model.tile + 2 * model.overlap)
+    return per_pixel * h * w + IMAGE_BYTES_PER_PIXEL * height * width
+
+
+def check_forward_memory(model: nn.Module, sizes: list[tuple[int, int]], method: str, official: bool = False) -> None:
+    """Refuse, before any work, a run whose largest pair would not fit in the memory available now (``--tile 0`` or
+    a large ``--tile`` on big images, ``--official`` on images the authors' script cannot hold).
+
+    Args:
+        sizes: (height, width) of every pair.
+        official: the model runs the authors' test script (``--official``), on whole images.
+
+    Raises:
+        RgbtError: one line with the size, the estimate and the fix.
+    """
+    from fusion.train.memory import available_bytes
+
+    avail = available_bytes()
+    needs = [(forward_bytes(model, h, w) or 0, h, w) for h, w in set(sizes)]
+    if not avail or not needs:
+        return
+    need, h, w = max(needs)
+    if need <= avail:
+        return
+    if not isinstance(model, Tiled):
+        fix = (
+            "--official fuses whole images, as the authors' script does: drop --official (an experiment's "
+            "official: true) to fuse in tiles"
+            if official
+            else "leave --tile out (automatic tiles) or give --tile 512"
+        )
+    else:
+        fix = f"give a smaller --tile (the automatic one is {AUTO_TILE.get(model.model.name, 256)}) or leave it out"
+    raise RgbtError(
+        f"{method} on a {w}x{h} pair would need about {need / 2**30:.1f} GB at once, {avail / 2**30:.1f} GB are "
+        f"available; {fix}"
+    )
