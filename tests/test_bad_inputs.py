@@ -127,6 +127,18 @@ def _fused_set(p, a0, a1) -> list[str]:
     return _exp(p, methods=["average", {"name": "E", "fused": str(d)}])
 
 
+def _own_weights(p) -> Path:
+    """A user's own network saved as rgbt saves weights: its class path in the file."""
+    from fusion.models import save_weights
+
+    class Mine(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(2, 1, 3, padding=1)
+
+    return save_weights(Mine(), p["root"] / "w" / "mine.pt")
+
+
 def _nan_weights(p) -> Path:
     from fusion.models import DenseFuse, save_weights
 
@@ -525,6 +537,19 @@ CASES_III = {
                                 "drop --official"),
     "experiment_official_huge_pair": (lambda p: _exp(_huge_pair(p), methods=[
         {"name": "swinfusion", "ckpt": "weights/swinfusion.pt", "official": True}]), "drop --official"),
+    # a network of the user's own: named explicitly, from a checkpoint that holds it
+    "experiment_class_path_no_ckpt": (lambda p: _exp(p, methods=[{"name": "mine", "class_path": "my.Net"}]),
+                                      "needs name: and ckpt:"),
+    "experiment_class_path_not_a_path": (lambda p: _exp(p, methods=[{"name": "mine", "class_path": "os.system; x",
+                                                                      "ckpt": str(_weights(p))}]), "class_path"),
+    "experiment_class_path_other_ckpt": (lambda p: _exp(p, methods=[{"name": "mine", "class_path": "nowhere.Net",
+                                                                      "ckpt": str(_weights(p))}]),
+                                         "not nowhere.Net"),
+    "experiment_class_path_registered_name": (lambda p: _exp(p, methods=[{"name": "densefuse", "class_path": "a.B",
+                                                                           "ckpt": str(_weights(p))}]),
+                                              "registered method"),
+    "fuse_own_network_ckpt": (lambda p: _fuse(p, "--ckpt", str(_own_weights(p)), method="densefuse"),
+                              "network of your own"),
     # validate/test/predict guard their folders as fit does
     "test_root_dir_inside_data": (lambda p: ["test", "--config", "experiments/densefuse.yaml", "--data.train",
                                              "[set]", "--data.val", "[set]", "--data.data",

@@ -61,11 +61,15 @@ class MethodEntry(_Strict):
     ckpt: Name | None = None
     official: bool = False
     fused: Name | dict[Name, Name] | None = None
+    # a network of your own: its class (module.Class, importable), fused from ckpt: (its rgbt fit checkpoint)
+    class_path: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$", max_length=200)] | None = None
 
     @model_validator(mode="after")
     def _what(self) -> MethodEntry:
         if self.name is None and self.fused is None:
             raise ValueError("a method needs name: (a registered method) or fused: (a folder of its images)")
+        if self.class_path and (self.name is None or self.ckpt is None or self.fused or self.official):
+            raise ValueError("a class_path: method needs name: and ckpt: (its checkpoint), without fused: or official:")
         return self
 
 

@@ -57,6 +57,7 @@ class Method:
     official: bool = False
     fused: dict[str, str] = field(default_factory=dict)  # dataset -> folder of this method's images
     weights: str = ""  # a learned method's weights: "authors", "ours" or "exported" (tables mark ours)
+    class_path: str | None = None  # a network of the user's own (module.Class), fused from ckpt
 
     @property
     def external(self) -> bool:
@@ -143,8 +144,16 @@ def _methods(entry: dict | str, datasets: list[Dataset], root: Path | None, path
         entry = {"name": entry}
     if not isinstance(entry, dict):
         raise RgbtError(f"{short(path)}: a method is a name or a mapping, got {entry!r}")
-    _keys(entry, {"name", "ckpt", "official", "fused"}, f"method {entry.get('name', '')}", path)
+    _keys(entry, {"name", "ckpt", "official", "fused", "class_path"}, f"method {entry.get('name', '')}", path)
     fused = entry.get("fused")
+    if entry.get("class_path"):  # a network of the user's own, from its checkpoint
+        name = entry["name"]
+        if name in available_methods():
+            raise RgbtError(f"{short(path)}: method {name} with class_path: takes the name of a registered method; "
+                            "choose another name")  # fmt: skip
+        if not Path(entry["ckpt"]).is_file():
+            raise RgbtError(f"{short(path)}: method {name}: no checkpoint {entry['ckpt']}; train it with rgbt fit")
+        return [Method(name, entry["ckpt"], class_path=entry["class_path"])]
     if fused is None:
         name = entry.get("name")
         if name not in available_methods():

@@ -105,7 +105,8 @@ class Work:
         for name in to_fuse:
             m = spec_methods[name]
             if name not in models:  # built once per process, on its device
-                models[name] = build_method(name, ckpt=m.ckpt, official=m.official).to(device).eval()
+                model = build_method(name, ckpt=m.ckpt, official=m.official, class_path=m.class_path)
+                models[name] = model.to(device).eval()
             target = self.fused_path(item.dataset, name, item.pair)
             target.parent.mkdir(parents=True, exist_ok=True)
             fuse_image(models[name], pair, target, method=name, device=device, official=m.official, norm16=norm16)

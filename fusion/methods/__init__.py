@@ -60,9 +60,17 @@ def build_method(name: str, **kwargs) -> nn.Module:
     ``tile`` and ``overlap`` (see :func:`fusion.models.tiled_forward`) and ``official`` (run as the authors' test
     script, see :mod:`fusion.models.official`); classical ones take none of these.
 
+    ``class_path`` (``module.Class``) fuses with a network of the user's own from its ``ckpt`` (an ``rgbt fit``
+    checkpoint or ``rgbt export`` file), under any ``name`` (:func:`fusion.methods.learned.user_network`).
+
     Raises:
         RgbtError: unknown name (the message lists the known ones).
     """
+    if kwargs.get("class_path"):
+        from fusion.methods.learned import user_network
+
+        return user_network(**kwargs).eval()
+    kwargs.pop("class_path", None)
     if name not in METHODS:
         raise RgbtError(f"unknown method '{name}'; choose one of: {', '.join(METHODS)}")
     for opt in ("ckpt", "official"):

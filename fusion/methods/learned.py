@@ -70,6 +70,27 @@ def learned(name: str) -> Callable[..., nn.Module]:
     return factory
 
 
+def user_network(
+    class_path: str,
+    ckpt: str | Path | None = None,
+    tile: int | None = None,
+    overlap: int = 32,
+    official: bool = False,
+    weights: str | Path | None = None,
+) -> nn.Module:
+    """A network of the user's own (``class_path``: ``module.Class``) with the weights of ``ckpt``, tiled as the
+    zoo's networks are (whole up to 1024 px a side, tiles of 512 beyond; ``tile`` as for :func:`learned`)."""
+    if official:
+        raise RgbtError(f"{class_path}: official mode exists for the published networks only; drop it")
+    if not ckpt:
+        raise RgbtError(f"{class_path} needs its checkpoint (ckpt:), from rgbt fit or rgbt export")
+    model = load_model(ckpt, class_path=class_path)
+    model.source = f"{model.source} ({short(Path(ckpt))})"
+    if tile == 0:
+        return model
+    return Tiled(model, tile or 512, overlap, whole=WHOLE if tile is None else 0)
+
+
 def forward_bytes(model: nn.Module, height: int, width: int) -> int | None:
     """Estimated peak memory of fusing one (height, width) pair with ``model`` as :func:`learned` built it: the
     network's largest window (the whole image, or one tile with its context) times its family's
@@ -112,6 +133,8 @@ def check_forward_memory(model: nn.Module, sizes: list[tuple[int, int]], method:
             if official
             else "leave --tile out (automatic tiles) or give --tile 512"
         )
+    elif model.whole >= h and model.whole >= w:  # automatic tiles, but an image this size runs whole
+        fix = f"give --tile {AUTO_TILE.get(model.model.name, 256)} to fuse it in tiles"
     else:
         fix = f"give a smaller --tile (the automatic one is {AUTO_TILE.get(model.model.name, 256)}) or leave it out"
     raise RgbtError(

@@ -61,15 +61,47 @@ WEIGHT_SUFFIXES = (".pt", ".pth", ".pkl", ".model", ".ckpt")
 
 
 def model_spec(model: nn.Module) -> dict:
-    """``{"name", "config"}`` that rebuilds ``model`` through :data:`MODELS`."""
-    return {"name": model.name, "config": dict(model.config)}
+    """``{"name", "config"}`` that rebuilds ``model`` through :data:`MODELS`; for a network of the user's own,
+    ``{"class_path", "config"}`` (its constructor arguments are its ``config`` attribute, if any)."""
+    if getattr(model, "name", None) in MODELS:
+        return {"name": model.name, "config": dict(model.config)}
+    cls = type(model)
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "config": dict(getattr(model, "config", {}))}
 
 
-def build_model(spec: dict, where: str = "") -> nn.Module:
+def build_model(spec: dict, where: str = "", class_path: str | None = None) -> nn.Module:
+    """The network ``spec`` describes. A user's own network (``spec["class_path"]``) is imported only when the
+    caller names the same class (``class_path``): a weight file alone never makes us import code."""
+    if "class_path" in spec:
+        return _user_model(spec, where, class_path)
     name = spec.get("name")
     if name not in MODELS:
         raise RgbtError(f"{where}holds an unknown model '{name}'; known: {', '.join(MODELS)}")
     return MODELS[name](**spec.get("config", {}))
+
+
+def _user_model(spec: dict, where: str, class_path: str | None) -> nn.Module:
+    import importlib
+
+    want = spec["class_path"]
+    if class_path != want:
+        raise RgbtError(
+            f"{where}holds a network of your own ({want}); name it to load it (class_path: {want} in an experiment "
+            "file)"
+            if class_path is None
+            else f"{where}holds {want}, not {class_path}; fix class_path"
+        )
+    module, _, cls_name = want.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), cls_name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise RgbtError(f"cannot import {want} ({type(e).__name__}); put its folder on PYTHONPATH") from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise RgbtError(f"{want} is not an nn.Module; class_path names the network's class")
+    try:
+        return cls(**spec.get("config", {}))
+    except TypeError as e:
+        raise RgbtError(f"{want}({spec.get('config', {})}) failed: {e}; check its config attribute") from None
 
 
 def save_weights(model: nn.Module, path: str | Path, meta: dict | None = None) -> Path:
@@ -159,7 +191,12 @@ def weight_files(path: Path, files: tuple[str, ...] = ()) -> list[Path]:
 
 
 def load_model(
-    path: str | Path, expect: str | None = None, official: bool = False, files: tuple[str, ...] = (), **overrides
+    path: str | Path,
+    expect: str | None = None,
+    official: bool = False,
+    files: tuple[str, ...] = (),
+    class_path: str | None = None,
+    **overrides,
 ) -> nn.Module:
     """Rebuild a network from a weight file, a Lightning checkpoint or the authors' file(s) (eval mode, CPU).
 
@@ -172,6 +209,7 @@ def load_model(
         expect: the family the caller wants (the ``--method``'s); a mismatch is an error.
         official: build the network with the official arithmetic (the family's ``exact`` settings).
         files: the authors' file names to take from a folder (one method's, when the folder holds several).
+        class_path: the class of a network of the user's own that the checkpoint holds (``module.Class``).
         overrides: constructor arguments to change (e.g. IFCNN's ``rule``).
 
     Raises:
@@ -187,6 +225,12 @@ def load_model(
         if any(k.startswith("model.") for k in state):  # Lightning checkpoint: keep the network's own weights
             state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
             source = "rgbt fit checkpoint"
+        if class_path and "class_path" not in spec:
+            raise RgbtError(
+                f"{short(path)} holds a {spec.get('name')} model, not {class_path}; fix ckpt: or class_path:"
+            )
+        if expect and "class_path" in spec:
+            raise RgbtError(f"{short(path)} holds a network of your own ({spec['class_path']}), not {expect}")
         if expect and spec.get("name") != expect:
             raise RgbtError(
                 f"{short(path)} holds a {spec.get('name')} model, not {expect}; pass --method {spec.get('name')}"
@@ -194,7 +238,7 @@ def load_model(
     else:
         name, state, source = _authors_state(paths, objs, expect)
         spec = {"name": name, "config": dict(FAMILIES[name].native)}
-    name = spec.get("name")
+    name = spec.get("name") or spec.get("class_path")
     check_weights(state, path)
     if official:
         if name not in FAMILIES or FAMILIES[name].official is None:
@@ -202,7 +246,7 @@ def load_model(
             raise RgbtError(f"{name} has no official mode; it exists for {known}")
         overrides = {**FAMILIES[name].exact, **overrides}
     spec["config"] = {**spec.get("config", {}), **overrides}
-    model = build_model(spec, f"{short(path)} ")
+    model = build_model(spec, f"{short(path)} ", class_path)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
