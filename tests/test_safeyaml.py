@@ -106,19 +106,26 @@ _keys = st.sampled_from(
 )  # fmt: skip
 
 
+def _loads_or_one_line(tmp_path, texts, load) -> list:
+    """What ``load`` makes of each text written to a file; every refusal must be one RgbtError line."""
+    loaded = []
+    for i, text in enumerate(texts):
+        f = tmp_path / f"f{i}.yaml"
+        f.write_text(text)
+        try:
+            loaded.append(load(f))
+        except RgbtError as e:
+            assert "\n" not in str(e)
+    return loaded
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(doc=st.dictionaries(_keys, _values, max_size=8), raw=st.text(max_size=60))
 def test_fuzz_experiment_file_reader_only_refuses_in_one_line(tmp_path, doc, raw):
     """Any document (or any text) given as an experiment file either loads or is one RgbtError line."""
     from fusion.experiment.spec import load_spec
 
-    for i, text in enumerate((yaml.safe_dump(doc), raw)):
-        f = tmp_path / f"e{i}.yaml"
-        f.write_text(text)
-        try:
-            load_spec(f, tmp_path)
-        except RgbtError as e:
-            assert "\n" not in str(e)
+    _loads_or_one_line(tmp_path, (yaml.safe_dump(doc), raw), lambda f: load_spec(f, tmp_path))
 
 
 _reg_keys = st.sampled_from(
@@ -169,15 +176,8 @@ def test_fuzz_demo_settings_reader_only_refuses_in_one_line(tmp_path, doc, raw):
     """Any document (or text) given as demo settings loads into valid settings or is one RgbtError line."""
     from fusion.demo import DemoConfig
 
-    for i, text in enumerate((yaml.safe_dump(doc), raw)):
-        f = tmp_path / f"d{i}.yaml"
-        f.write_text(text)
-        try:
-            cfg = DemoConfig.from_yaml(f)
-        except RgbtError as e:
-            assert "\n" not in str(e)
-        else:
-            assert cfg.methods and cfg.datasets and 4 <= cfg.figure_bits <= 8 and (cfg.limit is None or cfg.limit > 0)
+    for cfg in _loads_or_one_line(tmp_path, (yaml.safe_dump(doc), raw), DemoConfig.from_yaml):
+        assert cfg.methods and cfg.datasets and 4 <= cfg.figure_bits <= 8 and (cfg.limit is None or cfg.limit > 0)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -60,11 +60,7 @@ def learned(name: str) -> Callable[..., nn.Module]:
             files = entry.files if len(found.files) > 1 else ()
         model = load_model(path, expect=entry.family, official=official, files=files, **{**entry.config, **overrides})
         model.source = f"{model.source} ({short(path)})"
-        if official or tile == 0:
-            return model
-        if tile is None:
-            return Tiled(model, AUTO_TILE[entry.family], overlap, whole=WHOLE)
-        return Tiled(model, tile, overlap)
+        return model if official else with_tiles(model, tile, overlap, AUTO_TILE[entry.family])
 
     factory.__name__ = f"load_{name}"
     return factory
@@ -86,9 +82,14 @@ def user_network(
         raise RgbtError(f"{class_path} needs its checkpoint (ckpt:), from rgbt fit or rgbt export")
     model = load_model(ckpt, class_path=class_path)
     model.source = f"{model.source} ({short(Path(ckpt))})"
+    return with_tiles(model, tile, overlap, 512)
+
+
+def with_tiles(model: nn.Module, tile: int | None, overlap: int, auto: int) -> nn.Module:
+    """``tile=None``: whole up to :data:`WHOLE` px a side, tiles of ``auto`` beyond; 0: never tiled; N: tiles of N."""
     if tile == 0:
         return model
-    return Tiled(model, tile or 512, overlap, whole=WHOLE if tile is None else 0)
+    return Tiled(model, auto, overlap, whole=WHOLE) if tile is None else Tiled(model, tile, overlap)
 
 
 def forward_bytes(model: nn.Module, height: int, width: int) -> int | None:
