@@ -108,7 +108,7 @@ def cmd_export(a: argparse.Namespace) -> None:
     check_outputs({"--out": a.out}, [a.ckpt], a.overwrite)
     import hashlib
 
-    from fusion.models import weight_files
+    from fusion.models import is_tf1, weight_files
     from fusion.models.zoo import ZOO
 
     config = {}
@@ -123,6 +123,10 @@ def cmd_export(a: argparse.Namespace) -> None:
     model = load_model(src, expect=ZOO[a.method].family if a.method else None, files=tuple(f.name for f in files)
                        if src.is_dir() else (), **config)  # fmt: skip
     meta = dict(kv.split("=", 1) for kv in a.meta or [])
+    if any(is_tf1(f) for f in files):  # a TensorFlow 1 checkpoint is its index and its data shards
+        from fusion.models.tf1 import checkpoint_files
+
+        files = [p for f in files for index, shards in [checkpoint_files(f)] for p in (index, *shards)]
     sha = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
     meta = {
         "source": ", ".join(sha),

@@ -229,7 +229,7 @@ def read_image(
     return t, info
 
 
-READERS = ("pil:L", "pil:RGB", "cv2:grey", "cv2:bgr", "cv2:bgr-float-grey")
+READERS = ("pil:L", "pil:RGB", "pil:YCbCr", "cv2:grey", "cv2:bgr", "cv2:bgr-float-grey")
 
 
 def read_as(path: str | Path, reader: str) -> np.ndarray:
@@ -239,9 +239,10 @@ def read_as(path: str | Path, reader: str) -> np.ndarray:
     ``IMREAD_GRAYSCALE`` and ``cvtColor`` on uint8 or on float), so each script's own call is made here.
 
     Args:
-        reader: ``"pil:L"`` / ``"pil:RGB"`` (``Image.open(p).convert(mode)``), ``"cv2:grey"`` (``cv2.imread(p,
-            cv2.IMREAD_GRAYSCALE)``), ``"cv2:bgr"`` (``cv2.imread(p)``, BGR) or ``"cv2:bgr-float-grey"``
-            (``cv2.cvtColor(cv2.imread(p).astype('float32'), cv2.COLOR_BGR2GRAY)``, float32 levels).
+        reader: ``"pil:L"`` / ``"pil:RGB"`` / ``"pil:YCbCr"`` (``Image.open(p).convert(mode)``), ``"cv2:grey"``
+            (``cv2.imread(p, cv2.IMREAD_GRAYSCALE)``), ``"cv2:bgr"`` (``cv2.imread(p)``, BGR) or
+            ``"cv2:bgr-float-grey"`` (``cv2.cvtColor(cv2.imread(p).astype('float32'), cv2.COLOR_BGR2GRAY)``,
+            float32 levels).
 
     Returns:
         (H, W) or (H, W, 3) uint8 (float32 for ``cv2:bgr-float-grey``), as the library returns it.

@@ -550,6 +550,13 @@ CASES_III = {
                                               "registered method"),
     "fuse_own_network_ckpt": (lambda p: _fuse(p, "--ckpt", str(_own_weights(p)), method="densefuse"),
                               "network of your own"),
+    # TensorFlow 1 checkpoints: read without TensorFlow, a damaged one is one line
+    "fuse_tf1_junk_index": (lambda p: _write(p["root"] / "m.ckpt.index", b"\x00junk" * 20) or
+                            _fuse(p, "--ckpt", str(p["root"] / "m.ckpt.index"), method="u2fusion"),
+                            "not a readable TensorFlow 1 checkpoint index"),
+    "fuse_tf1_data_without_index": (lambda p: _write(p["root"] / "m.ckpt.data-00000-of-00001", b"\x00" * 64) or
+                                    _fuse(p, "--ckpt", str(p["root"] / "m.ckpt.data-00000-of-00001"),
+                                          method="u2fusion"), "m.ckpt.index: no such file"),
     # validate/test/predict guard their folders as fit does
     "test_root_dir_inside_data": (lambda p: ["test", "--config", "experiments/densefuse.yaml", "--data.train",
                                              "[set]", "--data.val", "[set]", "--data.data",

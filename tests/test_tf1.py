@@ -81,3 +81,26 @@ def test_damaged_checkpoints_are_one_line(shared_data, tmp_path):
     (tmp_path / "g.meta").write_bytes(b"\x12\x05junk!")
     with pytest.raises(RgbtError, match="not a TensorFlow 1 graph"):
         meta_variables(tmp_path / "g.meta")
+
+
+def test_export_converts_a_tf1_checkpoint_with_its_files_sha256(shared_data, tmp_path):
+    """rgbt export writes our weight format from the authors' TF1 files (the index and its data shard recorded with
+    their sha256); the exported file rebuilds the same network."""
+    import hashlib
+
+    import torch
+
+    from fusion.cli import main as rgbt
+    from fusion.models import load_model
+
+    folder = shared_data / "official_weights" / "u2fusion"
+    if not (folder / "model.ckpt.index").is_file():
+        pytest.skip("no U2Fusion checkpoint under official_weights/")
+    out = tmp_path / "u2fusion.pt"
+    assert rgbt(["export", "--ckpt", str(folder / "model.ckpt.index"), "--out", str(out)]) == 0
+    meta = torch.load(out, weights_only=True)["meta"]
+    files = ["model.ckpt.index", "model.ckpt.data-00000-of-00001"]
+    assert meta["source_sha256"] == {f: hashlib.sha256((folder / f).read_bytes()).hexdigest() for f in files}
+    a, b = load_model(folder / "model.ckpt"), load_model(out)  # the prefix works as the index does
+    vis, ir = torch.rand(1, 1, 21, 34), torch.rand(1, 1, 21, 34)
+    assert torch.equal(a(vis, ir), b(vis, ir))

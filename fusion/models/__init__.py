@@ -30,6 +30,7 @@ from fusion.models.seafusion import SeAFusion
 from fusion.models.swinfusion import SwinFusion
 from fusion.models.tardal import TarDAL
 from fusion.models.tiling import Tiled, tiled_forward
+from fusion.models.u2fusion import U2Fusion
 from fusion.models.ydtr import YDTR
 from fusion.models.zoo import FAMILIES, TRAIN_ONLY, ZOO
 
@@ -49,6 +50,7 @@ __all__ = [
     "SwinFusion",
     "TarDAL",
     "Tiled",
+    "U2Fusion",
     "YDTR",
     "load_model",
     "model_spec",
@@ -57,7 +59,7 @@ __all__ = [
 ]
 
 MODELS: dict[str, type[nn.Module]] = {**{k: f.model for k, f in FAMILIES.items()}, **TRAIN_ONLY}
-WEIGHT_SUFFIXES = (".pt", ".pth", ".pkl", ".model", ".ckpt")
+WEIGHT_SUFFIXES = (".pt", ".pth", ".pkl", ".model", ".ckpt", ".index")  # .index: a TensorFlow 1 checkpoint
 
 
 def model_spec(model: nn.Module) -> dict:
@@ -125,6 +127,10 @@ def read_checkpoint(path: str | Path, hint: str = "check the path"):
             code when unpickled, so it is refused).
     """
     path = Path(path)
+    if is_tf1(path):  # the authors' TensorFlow 1 checkpoint: read as plain arrays, no TensorFlow, no pickle
+        from fusion.models.tf1 import read_tf1
+
+        return {k: torch.from_numpy(v) for k, v in read_tf1(path).items()}
     if not path.is_file():
         raise RgbtError(f"{short(path)}: no such weight file; {hint}")
     try:
@@ -140,6 +146,13 @@ def read_checkpoint(path: str | Path, hint: str = "check the path"):
         raise RgbtError(
             f"{short(path)}: not a readable weight file ({type(e).__name__}); re-download or retrain"
         ) from None
+
+
+def is_tf1(path: Path) -> bool:
+    """A TensorFlow 1 checkpoint: its ``.index``, ``.meta`` or a ``.data-*`` shard, or its prefix (``model.ckpt``)."""
+    if path.suffix in (".index", ".meta") or ".data-0" in path.name:
+        return True
+    return not path.is_file() and path.with_name(path.name + ".index").is_file()
 
 
 def formats() -> str:

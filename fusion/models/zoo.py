@@ -32,6 +32,7 @@ from fusion.models import (
     seafusion,
     swinfusion,
     tardal,
+    u2fusion,
     ydtr,
 )
 from fusion.models.ddcgan import DDcGANGenerator
@@ -41,7 +42,7 @@ FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
         densefuse.FAMILY, swinfusion.FAMILY, cddfuse.FAMILY, seafusion.FAMILY, ifcnn.FAMILY, tardal.FAMILY,
-        didfuse.FAMILY, ydtr.FAMILY, datfuse.FAMILY, lrrnet.FAMILY, reconet.FAMILY,
+        didfuse.FAMILY, ydtr.FAMILY, datfuse.FAMILY, lrrnet.FAMILY, reconet.FAMILY, u2fusion.FAMILY,
     )
 }  # fmt: skip
 # families without a PyTorch release of the authors: our training only (DDcGAN's authors published TensorFlow 1)
@@ -160,6 +161,12 @@ ZOO: dict[str, ZooMethod] = {
         ZooMethod(
             "reconet", "reconet", "Huang et al., ECCV 2022", 7_917, ("params.pth",),
             source="dlut-dimt/ReCoNet (archive/params.pth)", script="dlut-dimt/ReCoNet@0870f5f archive/fuse.py",
+        ),
+        ZooMethod(
+            "u2fusion", "u2fusion", "Xu et al., TPAMI 2022", 659_217, ("model.ckpt.index",),
+            source="hanna-xu/U2Fusion (model/model.ckpt.*, TensorFlow 1)",
+            script="Linfeng-Tang/VIF-Benchmark@23f2e51 U2Fusion/U2Fusion.py (the authors publish no test script)",
+            fast=False,
         ),
     )
 }  # fmt: skip
