@@ -22,6 +22,7 @@ from fusion.models.cddfuse import CDDFuse
 from fusion.models.datfuse import DATFuse
 from fusion.models.ddcgan import DDcGANDiscriminator, DDcGANGenerator
 from fusion.models.densefuse import DenseFuse
+from fusion.models.densefuse_tf import DenseFuseTF
 from fusion.models.didfuse import DIDFuse
 from fusion.models.ifcnn import IFCNN
 from fusion.models.lrrnet import LRRNet
@@ -43,6 +44,7 @@ __all__ = [
     "DDcGANGenerator",
     "DIDFuse",
     "DenseFuse",
+    "DenseFuseTF",
     "IFCNN",
     "LRRNet",
     "ReCoNet",

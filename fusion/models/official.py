@@ -167,3 +167,26 @@ def to_input(a: np.ndarray) -> torch.Tensor:
     t = torch.from_numpy(np.array(a))
     t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
     return t[None].float().div(255.0)
+
+
+def scipy_bytescale(out: np.ndarray) -> np.ndarray:
+    """The levels old SciPy's ``imsave`` writes for a float image (``toimage``'s ``bytescale``): min-max to 0-255 in
+    the image's float32, ``+ 0.5``, before the cast to uint8 (truncation). TensorFlow 1 scripts save this way."""
+    lo, hi = out.min(), out.max()
+    scale = np.float32(255.0 / (hi - lo if hi > lo else 1))  # numpy 1's casting: a float32 product
+    return ((out - lo) * scale).clip(0, 255) + np.float32(0.5)
+
+
+def visible_chroma_rgb(out: np.ndarray, vis_path: Path) -> OfficialImage:
+    """VIF-Benchmark's ``img2RGB`` after ``scipy.misc.imsave``: the (H, W) float32 output saved by
+    :func:`scipy_bytescale`, then merged as Y with the visible image's PIL YCbCr chroma and converted to RGB by PIL."""
+    from PIL import Image
+
+    from fusion.io import read_as
+
+    levels = scipy_bytescale(out)
+    ycc = read_as(vis_path, "pil:YCbCr")
+    rgb = Image.merge(
+        "YCbCr", [Image.fromarray(levels.astype(np.uint8)), *(Image.fromarray(ycc[..., c]) for c in (1, 2))]
+    )
+    return OfficialImage(np.array(rgb.convert("RGB")), near_boundary(levels, "trunc"))

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fusion.models._fast import channels_last, conv
 from fusion.models._util import clamp01
-from fusion.models.official import Family, OfficialImage, has_keys, near_boundary, to_input
+from fusion.models.official import Family, OfficialImage, has_keys, to_input, visible_chroma_rgb
 
 WIDTH = 44
 ENC, DEC = "Generator/encoder/", "Generator_1/decoder/"
@@ -103,19 +102,10 @@ def official(model: nn.Module, ir_path: Path, vis_path: Path) -> OfficialImage:
     read with ``scipy.misc.imread(mode='L')`` (PIL ``convert('L')``), divided by 255; the output saved with
     ``scipy.misc.imsave``, whose ``bytescale`` stretches it to 0-255 (min to 0, max to 255, float32, +0.5,
     truncated); then ``img2RGB``: the visible image's PIL YCbCr chroma with the fused grey as Y, back to RGB."""
-    from PIL import Image
-
     from fusion.io import read_as
 
     ir, vis = to_input(read_as(ir_path, "pil:L")), to_input(read_as(vis_path, "pil:L"))
-    out = model.forward_raw(vis, ir)[0, 0].numpy()  # float32
-    lo, hi = out.min(), out.max()
-    scale = np.float32(255.0 / (hi - lo if hi > lo else 1))  # numpy 1's casting: a float32 product
-    levels = ((out - lo) * scale).clip(0, 255) + np.float32(0.5)
-    grey = levels.astype(np.uint8)
-    ycc = read_as(vis_path, "pil:YCbCr")
-    rgb = Image.merge("YCbCr", [Image.fromarray(grey), *(Image.fromarray(ycc[..., c]) for c in (1, 2))])
-    return OfficialImage(np.array(rgb.convert("RGB")), near_boundary(levels, "trunc"))
+    return visible_chroma_rgb(model.forward_raw(vis, ir)[0, 0].numpy(), vis_path)
 
 
 FAMILY = Family(

@@ -25,6 +25,7 @@ from fusion.models import (
     cddfuse,
     datfuse,
     densefuse,
+    densefuse_tf,
     didfuse,
     ifcnn,
     lrrnet,
@@ -43,6 +44,7 @@ FAMILIES: dict[str, Family] = {
     for f in (
         densefuse.FAMILY, swinfusion.FAMILY, cddfuse.FAMILY, seafusion.FAMILY, ifcnn.FAMILY, tardal.FAMILY,
         didfuse.FAMILY, ydtr.FAMILY, datfuse.FAMILY, lrrnet.FAMILY, reconet.FAMILY, u2fusion.FAMILY,
+        densefuse_tf.FAMILY,
     )
 }  # fmt: skip
 # families without a PyTorch release of the authors: our training only (DDcGAN's authors published TensorFlow 1)
@@ -167,6 +169,11 @@ ZOO: dict[str, ZooMethod] = {
             source="hanna-xu/U2Fusion (model/model.ckpt.*, TensorFlow 1)",
             script="Linfeng-Tang/VIF-Benchmark@23f2e51 U2Fusion/U2Fusion.py (the authors publish no test script)",
             fast=False,
+        ),
+        ZooMethod(
+            "densefuse_tf", "densefuse_tf", "Li and Wu, TIP 2019 (TensorFlow)", 74_193, ("DeseFuse.ckpt.index",),
+            source="hli1221/imagefusion_densefuse (TensorFlow 1); Linfeng-Tang/VIF-Benchmark (Checkpoint/DenseFuse)",
+            script="Linfeng-Tang/VIF-Benchmark@23f2e51 DenseFuse/DenseFuse.py (addition)",
         ),
     )
 }  # fmt: skip
