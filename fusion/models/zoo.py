@@ -174,6 +174,7 @@ ZOO: dict[str, ZooMethod] = {
             "densefuse_tf", "densefuse_tf", "Li and Wu, TIP 2019 (TensorFlow)", 74_193, ("DeseFuse.ckpt.index",),
             source="hli1221/imagefusion_densefuse (TensorFlow 1); Linfeng-Tang/VIF-Benchmark (Checkpoint/DenseFuse)",
             script="Linfeng-Tang/VIF-Benchmark@23f2e51 DenseFuse/DenseFuse.py (addition)",
+            fast=False,  # DenseFuse's network: the demo shows it once, with the PyTorch release's weights
         ),
     )
 }  # fmt: skip
