@@ -38,7 +38,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-TF1_FAMILIES = {"u2fusion", "densefuse_tf"}  # the authors' code is TensorFlow 1: not importable beside torch here
+TF1_FAMILIES = {
+    "u2fusion",
+    "densefuse_tf",
+    "sdnet",
+}  # the authors' code is TensorFlow 1: not importable beside torch here
 
 
 def build(method: str, mode: str = "ours") -> torch.nn.Module:

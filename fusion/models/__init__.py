@@ -27,6 +27,7 @@ from fusion.models.didfuse import DIDFuse
 from fusion.models.ifcnn import IFCNN
 from fusion.models.lrrnet import LRRNet
 from fusion.models.reconet import ReCoNet
+from fusion.models.sdnet import SDNet
 from fusion.models.seafusion import SeAFusion
 from fusion.models.swinfusion import SwinFusion
 from fusion.models.tardal import TarDAL
@@ -48,6 +49,7 @@ __all__ = [
     "IFCNN",
     "LRRNet",
     "ReCoNet",
+    "SDNet",
     "SeAFusion",
     "SwinFusion",
     "TarDAL",

@@ -30,6 +30,7 @@ from fusion.models import (
     ifcnn,
     lrrnet,
     reconet,
+    sdnet,
     seafusion,
     swinfusion,
     tardal,
@@ -44,7 +45,7 @@ FAMILIES: dict[str, Family] = {
     for f in (
         densefuse.FAMILY, swinfusion.FAMILY, cddfuse.FAMILY, seafusion.FAMILY, ifcnn.FAMILY, tardal.FAMILY,
         didfuse.FAMILY, ydtr.FAMILY, datfuse.FAMILY, lrrnet.FAMILY, reconet.FAMILY, u2fusion.FAMILY,
-        densefuse_tf.FAMILY,
+        densefuse_tf.FAMILY, sdnet.FAMILY,
     )
 }  # fmt: skip
 # families without a PyTorch release of the authors: our training only (DDcGAN's authors published TensorFlow 1)
@@ -175,6 +176,11 @@ ZOO: dict[str, ZooMethod] = {
             source="hli1221/imagefusion_densefuse (TensorFlow 1); Linfeng-Tang/VIF-Benchmark (Checkpoint/DenseFuse)",
             script="Linfeng-Tang/VIF-Benchmark@23f2e51 DenseFuse/DenseFuse.py (addition)",
             fast=False,  # DenseFuse's network: the demo shows it once, with the PyTorch release's weights
+        ),
+        ZooMethod(
+            "sdnet", "sdnet", "Zhang and Ma, IJCV 2021", 67_091, ("IRVIS.model-10.index",),
+            source="HaoZhang1018/SDNet (checkpoint/IRVIS, TensorFlow 1)",
+            script="Linfeng-Tang/VIF-Benchmark@23f2e51 SDNet/SDNet.py (the authors' test code with img2RGB)",
         ),
     )
 }  # fmt: skip
