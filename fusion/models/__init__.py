@@ -29,6 +29,7 @@ from fusion.models.lrrnet import LRRNet
 from fusion.models.reconet import ReCoNet
 from fusion.models.sdnet import SDNet
 from fusion.models.seafusion import SeAFusion
+from fusion.models.stdfusionnet import STDFusionNet
 from fusion.models.swinfusion import SwinFusion
 from fusion.models.tardal import TarDAL
 from fusion.models.tiling import Tiled, tiled_forward
@@ -50,6 +51,7 @@ __all__ = [
     "LRRNet",
     "ReCoNet",
     "SDNet",
+    "STDFusionNet",
     "SeAFusion",
     "SwinFusion",
     "TarDAL",

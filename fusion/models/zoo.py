@@ -32,6 +32,7 @@ from fusion.models import (
     reconet,
     sdnet,
     seafusion,
+    stdfusionnet,
     swinfusion,
     tardal,
     u2fusion,
@@ -45,7 +46,7 @@ FAMILIES: dict[str, Family] = {
     for f in (
         densefuse.FAMILY, swinfusion.FAMILY, cddfuse.FAMILY, seafusion.FAMILY, ifcnn.FAMILY, tardal.FAMILY,
         didfuse.FAMILY, ydtr.FAMILY, datfuse.FAMILY, lrrnet.FAMILY, reconet.FAMILY, u2fusion.FAMILY,
-        densefuse_tf.FAMILY, sdnet.FAMILY,
+        densefuse_tf.FAMILY, sdnet.FAMILY, stdfusionnet.FAMILY,
     )
 }  # fmt: skip
 # families without a PyTorch release of the authors: our training only (DDcGAN's authors published TensorFlow 1)
@@ -181,6 +182,11 @@ ZOO: dict[str, ZooMethod] = {
             "sdnet", "sdnet", "Zhang and Ma, IJCV 2021", 67_091, ("IRVIS.model-10.index",),
             source="HaoZhang1018/SDNet (checkpoint/IRVIS, TensorFlow 1)",
             script="Linfeng-Tang/VIF-Benchmark@23f2e51 SDNet/SDNet.py (the authors' test code with img2RGB)",
+        ),
+        ZooMethod(
+            "stdfusionnet", "stdfusionnet", "Ma et al., TIM 2021", 282_513, ("Fusion.model-29.index",),
+            source="Linfeng-Tang/STDFusionNet (TensorFlow 1); Linfeng-Tang/VIF-Benchmark (Checkpoint/STDFusionNet)",
+            script="Linfeng-Tang/VIF-Benchmark@23f2e51 STDFusionNet/STDFusionNet.py (the authors' test_network.py)",
         ),
     )
 }  # fmt: skip
