@@ -182,11 +182,13 @@ ZOO: dict[str, ZooMethod] = {
             "sdnet", "sdnet", "Zhang and Ma, IJCV 2021", 67_091, ("IRVIS.model-10.index",),
             source="HaoZhang1018/SDNet (checkpoint/IRVIS, TensorFlow 1)",
             script="Linfeng-Tang/VIF-Benchmark@23f2e51 SDNet/SDNet.py (the authors' test code with img2RGB)",
+            fast=False,  # the TensorFlow 1 networks came after the demo's timing: `rgbt demo --methods all` adds them
         ),
         ZooMethod(
             "stdfusionnet", "stdfusionnet", "Ma et al., TIM 2021", 282_513, ("Fusion.model-29.index",),
             source="Linfeng-Tang/STDFusionNet (TensorFlow 1); Linfeng-Tang/VIF-Benchmark (Checkpoint/STDFusionNet)",
             script="Linfeng-Tang/VIF-Benchmark@23f2e51 STDFusionNet/STDFusionNet.py (the authors' test_network.py)",
+            fast=False,
         ),
     )
 }  # fmt: skip
