@@ -115,14 +115,21 @@ def _read_y(path: Path) -> np.ndarray:
         return np.array(im.convert("YCbCr").convert("F"))
 
 
+def y_inputs(ir_path: Path, vis_path: Path, scale) -> tuple[torch.Tensor, torch.Tensor]:
+    """(vis, ir) as (1, 1, H, W) float32: each image's Y (:func:`_read_y`) as float64 levels put through ``scale``,
+    the script's own expression (``(x - 127.5) / 127.5`` and ``x / 127.5 - 1`` can round apart), then cast as
+    TensorFlow casts the fed array."""
+    return tuple(torch.from_numpy(scale(_read_y(p).astype(np.float64)).astype(np.float32))[None, None]
+                 for p in (vis_path, ir_path))  # fmt: skip
+
+
 @torch.no_grad()
 def official(model: nn.Module, ir_path: Path, vis_path: Path) -> OfficialImage:
     """VIF-Benchmark ``SDNet/SDNet.py`` (the authors' ``test`` code with VIF-Benchmark's ``img2RGB``): both images
     read as the Y of PIL's YCbCr (float64), ``(x - 127.5) / 127.5``; the output ``x 127.5 + 127.5`` saved with
     ``scipy.misc.imsave`` (min-max stretch), then the visible image's chroma."""
-    ir, vis = ((_read_y(p).astype(np.float64) - 127.5) / 127.5 for p in (ir_path, vis_path))
-    t = [torch.from_numpy(a.astype(np.float32))[None, None] for a in (vis, ir)]
-    out = model.forward_raw(*t)[0, 0].numpy() * np.float32(127.5) + np.float32(127.5)
+    vis, ir = y_inputs(ir_path, vis_path, lambda x: (x - 127.5) / 127.5)
+    out = model.forward_raw(vis, ir)[0, 0].numpy() * np.float32(127.5) + np.float32(127.5)
     return visible_chroma_rgb(out, vis_path)
 
 

@@ -24,7 +24,7 @@ from torch import nn
 from fusion.models._fast import conv
 from fusion.models._util import clamp01
 from fusion.models.official import Family, OfficialImage, has_keys, visible_chroma_rgb
-from fusion.models.sdnet import _read_y
+from fusion.models.sdnet import y_inputs
 
 PREFIX = "STDFusion_model/"
 ACTS = {"lrelu": lambda x: F.leaky_relu(x, 0.2), "elu": F.elu, "tanh": torch.tanh}
@@ -137,9 +137,8 @@ def official(model: nn.Module, ir_path: Path, vis_path: Path) -> OfficialImage:
     """VIF-Benchmark ``STDFusionNet/STDFusionNet.py`` (the authors' ``test_network.py``): both images read as the Y
     of PIL's YCbCr (float64), ``x / 127.5 - 1``; the output ``(x + 1) x 127.5`` saved with ``scipy.misc.imsave``
     (min-max stretch), then the visible image's chroma."""
-    ir, vis = (_read_y(p).astype(np.float64) / 127.5 - 1.0 for p in (ir_path, vis_path))
-    t = [torch.from_numpy(a.astype(np.float32))[None, None] for a in (vis, ir)]
-    out = (model.forward_raw(*t)[0, 0].numpy() + np.float32(1)) * np.float32(127.5)
+    vis, ir = y_inputs(ir_path, vis_path, lambda x: x / 127.5 - 1.0)
+    out = (model.forward_raw(vis, ir)[0, 0].numpy() + np.float32(1)) * np.float32(127.5)
     return visible_chroma_rgb(out, vis_path)
 
 
