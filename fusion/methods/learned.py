@@ -17,7 +17,7 @@ WHOLE = 1024  # with the automatic tile, images up to this side run whole, as th
 AUTO_TILE = {
     "densefuse": 384, "ddcgan": 256, "cddfuse": 192, "swinfusion": 128, "seafusion": 256, "ifcnn": 384,
     "tardal": 256, "didfuse": 256, "ydtr": 192, "datfuse": 384, "lrrnet": 192, "reconet": 512, "u2fusion": 256,
-    "densefuse_tf": 384, "sdnet": 384, "stdfusionnet": 256,
+    "densefuse_tf": 384, "sdnet": 384, "stdfusionnet": 128,
 }  # fmt: skip
 # Peak bytes per pixel of one whole-image forward pass on the CPU, the larger of our mode and the official one: the
 # growth of the process's peak from 384x384 to 768x768 (python scripts/bench_models.py --peak METHOD cpu MODE
