@@ -42,6 +42,8 @@ TF1_FAMILIES = {
     "u2fusion",
     "densefuse_tf",
     "sdnet",
+    "stdfusionnet",
+    "pmgi",
 }  # the authors' code is TensorFlow 1: not importable beside torch here
 
 

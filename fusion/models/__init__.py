@@ -26,6 +26,7 @@ from fusion.models.densefuse_tf import DenseFuseTF
 from fusion.models.didfuse import DIDFuse
 from fusion.models.ifcnn import IFCNN
 from fusion.models.lrrnet import LRRNet
+from fusion.models.pmgi import PMGI
 from fusion.models.reconet import ReCoNet
 from fusion.models.sdnet import SDNet
 from fusion.models.seafusion import SeAFusion
@@ -49,6 +50,7 @@ __all__ = [
     "DenseFuseTF",
     "IFCNN",
     "LRRNet",
+    "PMGI",
     "ReCoNet",
     "SDNet",
     "STDFusionNet",

@@ -54,8 +54,10 @@ def conv(
             only the ``padding`` border rows and columns are recomputed from padded strips.
         keep_layout: a one-channel input gives an NCHW output (otherwise channels-last, as the fast paths want).
     """
-    if x.shape[1] <= 3 and groups == 1 and w.shape[0] >= 16 and add is None and not keep_layout and _fusable(x, w):
+    if x.shape[1] == 1 and groups == 1 and w.shape[0] >= 16 and add is None and not keep_layout and _fusable(x, w):
         return _few_channels(x, w, b, padding, dilation, act, slope, pad_mode)
+    if 1 < x.shape[1] <= 3 and not keep_layout:  # an NCHW image stack: oneDNN keeps the layout it is given
+        x = channels_last(x)
     if pad_mode != "zeros" and padding and not _fusable(x, w):  # autograd: the border trick writes in place
         y = _conv(F.pad(x, (padding,) * 4, mode=pad_mode), w, b, 0, dilation, groups, act, slope, add)
     elif pad_mode != "zeros" and padding:
@@ -67,9 +69,9 @@ def conv(
 
 
 def _few_channels(x, w, b, p, dilation, act, slope, pad_mode) -> torch.Tensor:
-    """A conv from 1-3 channels to many as one matrix product over the input's k x k neighbourhoods (im2col), written
-    straight into channels-last memory: oneDNN's kernels for so few input channels are slow, and their NCHW output
-    would need a copy to channels-last."""
+    """A conv from one channel to many as one matrix product over the input's k x k neighbourhoods (im2col), written
+    straight into channels-last memory: oneDNN's kernels for a single input channel are slow, and their NCHW output
+    would need a copy to channels-last. (From 2 or 3 channels oneDNN on channels-last maps is 3-15x faster.)"""
     k = w.shape[-1]
     if p:
         x = F.pad(x, (p,) * 4, mode="constant" if pad_mode == "zeros" else pad_mode)

@@ -29,6 +29,7 @@ from fusion.models import (
     didfuse,
     ifcnn,
     lrrnet,
+    pmgi,
     reconet,
     sdnet,
     seafusion,
@@ -46,7 +47,7 @@ FAMILIES: dict[str, Family] = {
     for f in (
         densefuse.FAMILY, swinfusion.FAMILY, cddfuse.FAMILY, seafusion.FAMILY, ifcnn.FAMILY, tardal.FAMILY,
         didfuse.FAMILY, ydtr.FAMILY, datfuse.FAMILY, lrrnet.FAMILY, reconet.FAMILY, u2fusion.FAMILY,
-        densefuse_tf.FAMILY, sdnet.FAMILY, stdfusionnet.FAMILY,
+        densefuse_tf.FAMILY, sdnet.FAMILY, stdfusionnet.FAMILY, pmgi.FAMILY,
     )
 }  # fmt: skip
 # families without a PyTorch release of the authors: our training only (DDcGAN's authors published TensorFlow 1)
@@ -188,6 +189,12 @@ ZOO: dict[str, ZooMethod] = {
             "stdfusionnet", "stdfusionnet", "Ma et al., TIM 2021", 282_513, ("Fusion.model-29.index",),
             source="Linfeng-Tang/STDFusionNet (TensorFlow 1); Linfeng-Tang/VIF-Benchmark (Checkpoint/STDFusionNet)",
             script="Linfeng-Tang/VIF-Benchmark@23f2e51 STDFusionNet/STDFusionNet.py (the authors' test_network.py)",
+            fast=False,
+        ),
+        ZooMethod(
+            "pmgi", "pmgi", "Zhang et al., AAAI 2020", 42_401, ("CGAN.model-1.index",),
+            source="HaoZhang1018/PMGI_AAAI2020 (checkpoint/CGAN_120, TensorFlow 1)",
+            script="Linfeng-Tang/VIF-Benchmark@23f2e51 PMGI/PMGI.py (the authors' test code with img2RGB)",
             fast=False,
         ),
     )
