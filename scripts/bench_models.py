@@ -44,6 +44,7 @@ TF1_FAMILIES = {
     "sdnet",
     "stdfusionnet",
     "pmgi",
+    "csf",
 }  # the authors' code is TensorFlow 1: not importable beside torch here
 
 

@@ -31,14 +31,22 @@ AUTHORS = [m for m in ZOO.values() if m.files and m.name not in ("swinfusion", "
 TF1_OPTIMIZER = re.compile(r"/Adam(_\d+)?$|^beta[12]_power$|^Variable$")
 
 
-def assert_official(ours: np.ndarray, ref: np.ndarray, near: np.ndarray, what: str) -> None:
+# CSF's rule weighs each feature by a softmax of classifier gradients at temperature 0.00015: TensorFlow's and
+# PyTorch's float rounding, carried through a max pool's near-ties and that softmax, moves some levels by up to 0.2
+# grey levels. For it the issue's own bound applies: one level, on at most 0.1 % of the pixels.
+AMPLIFIED = {"csf": 0.001}
+
+
+def assert_official(ours: np.ndarray, ref: np.ndarray, near: np.ndarray, what: str, off: float = 0.0) -> None:
     """``ours`` equals the authors' PNG, except by one grey level where the script's level lies within float noise of
-    its cast's boundary (``near``): there the CPU decides, for their code as for ours."""
+    its cast's boundary (``near``): there the CPU decides, for their code as for ours. ``off``: the fraction of
+    pixels allowed one level off elsewhere too."""
     assert ours.shape == ref.shape and ours.dtype == ref.dtype, f"{what}: {ours.shape} vs {ref.shape}"
     diff = np.abs(ours.astype(int) - ref.astype(int))
     diff = diff.max(-1) if diff.ndim == 3 else diff
     assert diff.max() <= 1, f"{what}: off by {diff.max()} grey levels"
-    assert not (diff != 0)[~near].any(), f"{what}: {int(((diff != 0) & ~near).sum())} pixels differ off a boundary"
+    bad = int(((diff != 0) & ~near).sum())
+    assert bad <= off * diff.size, f"{what}: {bad} pixels differ off a boundary"
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +74,7 @@ def test_rgbt_fuse_official_reproduces_the_authors_script(method, crops, tmp_pat
         ours = np.asarray(Image.open(out / f"{pair}.png"))
         res = FAMILIES[model.name].official(model, crops / "ir" / f"{pair}.png", crops / "vi" / f"{pair}.png")
         assert np.array_equal(res.image, ours), "rgbt fuse writes what the official function returns"
-        assert_official(ours, ref, res.near, f"{method} {pair}")
+        assert_official(ours, ref, res.near, f"{method} {pair}", AMPLIFIED.get(method, 0.0))
 
 
 def test_the_boundary_tolerance_refuses_other_differences():

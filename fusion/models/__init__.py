@@ -19,6 +19,7 @@ from torch import nn
 
 from fusion.errors import RgbtError, short, state_dict_mismatch
 from fusion.models.cddfuse import CDDFuse
+from fusion.models.csf import CSF
 from fusion.models.datfuse import DATFuse
 from fusion.models.ddcgan import DDcGANDiscriminator, DDcGANGenerator
 from fusion.models.densefuse import DenseFuse
@@ -42,6 +43,7 @@ __all__ = [
     "MODELS",
     "ZOO",
     "CDDFuse",
+    "CSF",
     "DATFuse",
     "DDcGANDiscriminator",
     "DDcGANGenerator",

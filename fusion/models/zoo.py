@@ -23,6 +23,7 @@ from pathlib import Path
 from fusion.errors import RgbtError, short
 from fusion.models import (
     cddfuse,
+    csf,
     datfuse,
     densefuse,
     densefuse_tf,
@@ -47,7 +48,7 @@ FAMILIES: dict[str, Family] = {
     for f in (
         densefuse.FAMILY, swinfusion.FAMILY, cddfuse.FAMILY, seafusion.FAMILY, ifcnn.FAMILY, tardal.FAMILY,
         didfuse.FAMILY, ydtr.FAMILY, datfuse.FAMILY, lrrnet.FAMILY, reconet.FAMILY, u2fusion.FAMILY,
-        densefuse_tf.FAMILY, sdnet.FAMILY, stdfusionnet.FAMILY, pmgi.FAMILY,
+        densefuse_tf.FAMILY, sdnet.FAMILY, stdfusionnet.FAMILY, pmgi.FAMILY, csf.FAMILY,
     )
 }  # fmt: skip
 # families without a PyTorch release of the authors: our training only (DDcGAN's authors published TensorFlow 1)
@@ -195,6 +196,12 @@ ZOO: dict[str, ZooMethod] = {
             "pmgi", "pmgi", "Zhang et al., AAAI 2020", 42_401, ("CGAN.model-1.index",),
             source="HaoZhang1018/PMGI_AAAI2020 (checkpoint/CGAN_120, TensorFlow 1)",
             script="Linfeng-Tang/VIF-Benchmark@23f2e51 PMGI/PMGI.py (the authors' test code with img2RGB)",
+            fast=False,
+        ),
+        ZooMethod(
+            "csf", "csf", "Xu et al., TCI 2021", 224_475, ("EC.ckpt.index", "ED.ckpt.index"),
+            source="hanna-xu/CSF (TensorFlow 1); Linfeng-Tang/VIF-Benchmark (Checkpoint/CSF)",
+            script="Linfeng-Tang/VIF-Benchmark@23f2e51 CSF/CSF.py (the authors' generate.py with img2RGB)",
             fast=False,
         ),
     )
