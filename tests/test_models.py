@@ -135,6 +135,16 @@ def test_tiled_matches_untiled_for_a_conv_net():
     assert torch.allclose(full, tiled, atol=1e-6)
 
 
+def test_tiled_cufd_normalises_the_whole_image_first():
+    """CUFD min-max normalises each source: tiles are normalised together (its prepare), so they give the whole
+    image's result (receptive radius 22 px < the 32 px overlap)."""
+    torch.manual_seed(0)
+    m = MODELS["cufd"]().eval()
+    vis, ir = torch.rand(1, 1, 150, 170), torch.rand(1, 1, 150, 170) * 0.5
+    with torch.no_grad():
+        assert torch.allclose(m(vis, ir), tiled_forward(m, vis, ir, tile=64, overlap=32), atol=1e-6)
+
+
 def test_tiled_swinfusion_matches_away_from_seams():
     torch.manual_seed(0)
     m = small("swinfusion").eval()

@@ -28,7 +28,7 @@ AUTHORS = [m for m in ZOO.values() if m.files and m.name not in ("swinfusion", "
 
 
 # a TensorFlow 1 checkpoint also holds the optimiser's state (Adam's moments and powers, a step): not the network's
-TF1_OPTIMIZER = re.compile(r"/Adam(_\d+)?$|^beta[12]_power$|^Variable$")
+TF1_OPTIMIZER = re.compile(r"/(Adam|RMSProp)(_\d+)?$|^beta[12]_power$|^Variable$")
 
 
 # CSF's rule weighs each feature by a softmax of classifier gradients at temperature 0.00015: TensorFlow's and

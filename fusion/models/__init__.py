@@ -20,6 +20,7 @@ from torch import nn
 from fusion.errors import RgbtError, short, state_dict_mismatch
 from fusion.models.cddfuse import CDDFuse
 from fusion.models.csf import CSF
+from fusion.models.cufd import CUFD
 from fusion.models.datfuse import DATFuse
 from fusion.models.ddcgan import DDcGANDiscriminator, DDcGANGenerator
 from fusion.models.densefuse import DenseFuse
@@ -44,6 +45,7 @@ __all__ = [
     "ZOO",
     "CDDFuse",
     "CSF",
+    "CUFD",
     "DATFuse",
     "DDcGANDiscriminator",
     "DDcGANGenerator",

@@ -39,6 +39,13 @@ S_CODER = ("conv1_1", *(f"dense_block{b}_conv{i}_{j}" for b in (1,) for i in (1,
            "transfer_layer1", *(f"dense_block2_conv{i}_{j}" for i in (1, 2, 3) for j in (1, 2)), "output_layer")  # fmt: skip
 
 
+def minmax(x: torch.Tensor) -> torch.Tensor:
+    """Each image of (B, 1, H, W) to [0, 1]: ``(x - min) / (max - min)``, as the script does (a flat image gives NaN
+    there; here it gives 0)."""
+    lo, hi = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
+    return (x - lo) / (hi - lo).clamp_min(torch.finfo(x.dtype).tiny)
+
+
 class ConvBN(nn.Module):
     """Conv (reflect padding ``pad``), batch normalisation (moving statistics, eps 1e-3) or none, then ReLU or none."""
 
@@ -127,15 +134,18 @@ class CUFD(nn.Module):
             copy[name] = nn.ModuleList(nn.Conv2d(c.conv.in_channels, c.conv.out_channels, c.conv.kernel_size) for c in m)
         self.part2_copy = copy
 
+    # the script min-max normalises each source: an image-wide step, which tiling (fusion.models.tiling) runs on the
+    # whole image around the tiles of forward_raw
+    def prepare(self, vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return minmax(vis), minmax(ir)
+
+    def finish(self, out: torch.Tensor) -> torch.Tensor:
+        return out + (out.clamp(0, 1) - out).detach()
+
     def forward_raw(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-        """``tanh(x) / 2 + 0.5`` of part 1's decoder, from (B, 1, H, W) inputs, each min-max normalised first."""
+        """``tanh(x) / 2 + 0.5`` of part 1's decoder, from (B, 1, H, W) inputs already min-max normalised."""
         fast = not (self.exact or self.training)
-
-        def minmax(x: torch.Tensor) -> torch.Tensor:
-            lo, hi = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
-            return (x - lo) / (hi - lo)
-
-        f_vis, f_ir = self.m_encoder(minmax(vis), fast), self.m_encoder(minmax(ir), fast)
+        f_vis, f_ir = self.m_encoder(vis, fast), self.m_encoder(ir, fast)
         scales = []
         for f1, f2 in zip(f_vis, f_ir, strict=True):
             cu = self.s_encoder(torch.cat([f1, f2], 1), fast)
@@ -150,8 +160,7 @@ class CUFD(nn.Module):
         return (torch.tanh(x) / 2 + 0.5).contiguous()
 
     def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-        out = self.forward_raw(vis, ir)
-        return out + (out.clamp(0, 1) - out).detach()
+        return self.finish(self.forward_raw(*self.prepare(vis, ir)))
 
 
 def _detect(obj) -> str | None:
@@ -196,7 +205,7 @@ def official(model: nn.Module, ir_path: Path, vis_path: Path) -> OfficialImage:
     PIL's YCbCr, ``/ 255`` in float32, min-max normalised; the rule as the script computes it (float32); the output
     saved with ``scipy.misc.imsave`` (min-max stretch), then the visible image's chroma."""
     vis, ir = (torch.from_numpy(_read_y(p) / np.float32(255))[None, None] for p in (vis_path, ir_path))
-    out = model.forward_raw(vis, ir)[0, 0].numpy()
+    out = model.forward_raw(*model.prepare(vis, ir))[0, 0].numpy()
     return visible_chroma_rgb(out, vis_path)
 
 

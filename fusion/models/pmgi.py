@@ -56,7 +56,7 @@ class ConvNorm(nn.Module):
         else:
             y = self.conv(torch.cat(parts, 1))
         if norm == "image":  # the test script: statistics of this batch, gamma 1, beta 0
-            y = image_norm(y, self.bn.eps, inplace=fast)
+            y = image_norm(y, self.bn.eps, inplace=fast, per_image=not self.training)
         else:  # as trained: batch statistics in training (updating the moving ones), the moving ones in eval
             y = self.bn(y)
         return F.leaky_relu(y, 0.2, inplace=fast)
@@ -74,13 +74,15 @@ def conv_parts(parts: list[torch.Tensor], w: torch.Tensor, b: torch.Tensor | Non
     return y
 
 
-def image_norm(y: torch.Tensor, eps: float, inplace: bool = False) -> torch.Tensor:
+def image_norm(y: torch.Tensor, eps: float, inplace: bool = False, per_image: bool = True) -> torch.Tensor:
     """Batch normalisation on the batch's own statistics with gamma 1 and beta 0, in TensorFlow's fused kernel's
     order: ``(y - mean) * rsqrt(var + eps)``, the biased variance of the centred maps. (PyTorch's kernel computes
-    ``y * a + b`` instead, which rounds apart from TensorFlow on a few more pixels of the stretched output.)"""
-    mean = y.mean((0, 2, 3), keepdim=True)
+    ``y * a + b`` instead, which rounds apart from TensorFlow on a few more pixels of the stretched output.)
+    ``per_image``: each image of the batch on its own statistics (the test script fuses one pair per batch)."""
+    dims = (2, 3) if per_image else (0, 2, 3)
+    mean = y.mean(dims, keepdim=True)
     c = y.sub_(mean) if inplace else y - mean
-    rstd = torch.rsqrt(c.square().mean((0, 2, 3), keepdim=True) + eps)
+    rstd = torch.rsqrt(c.square().mean(dims, keepdim=True) + eps)
     return c.mul_(rstd) if inplace else c * rstd
 
 

@@ -24,6 +24,7 @@ from fusion.errors import RgbtError, short
 from fusion.models import (
     cddfuse,
     csf,
+    cufd,
     datfuse,
     densefuse,
     densefuse_tf,
@@ -48,7 +49,7 @@ FAMILIES: dict[str, Family] = {
     for f in (
         densefuse.FAMILY, swinfusion.FAMILY, cddfuse.FAMILY, seafusion.FAMILY, ifcnn.FAMILY, tardal.FAMILY,
         didfuse.FAMILY, ydtr.FAMILY, datfuse.FAMILY, lrrnet.FAMILY, reconet.FAMILY, u2fusion.FAMILY,
-        densefuse_tf.FAMILY, sdnet.FAMILY, stdfusionnet.FAMILY, pmgi.FAMILY, csf.FAMILY,
+        densefuse_tf.FAMILY, sdnet.FAMILY, stdfusionnet.FAMILY, pmgi.FAMILY, csf.FAMILY, cufd.FAMILY,
     )
 }  # fmt: skip
 # families without a PyTorch release of the authors: our training only (DDcGAN's authors published TensorFlow 1)
@@ -202,6 +203,12 @@ ZOO: dict[str, ZooMethod] = {
             "csf", "csf", "Xu et al., TCI 2021", 224_475, ("EC.ckpt.index", "ED.ckpt.index"),
             source="hanna-xu/CSF (TensorFlow 1); Linfeng-Tang/VIF-Benchmark (Checkpoint/CSF)",
             script="Linfeng-Tang/VIF-Benchmark@23f2e51 CSF/CSF.py (the authors' generate.py with img2RGB)",
+            fast=False,
+        ),
+        ZooMethod(
+            "cufd", "cufd", "Xu et al., CVIU 2022", 1_178_274, ("1part1_model.ckpt.index", "part2_model.ckpt.index"),
+            source="Meiqi-Gong/CUFD (TensorFlow 1); Linfeng-Tang/VIF-Benchmark (Checkpoint/CUFD)",
+            script="Linfeng-Tang/VIF-Benchmark@23f2e51 CUFD/CUFD.py (the authors' generate.py with img2RGB)",
             fast=False,
         ),
     )
