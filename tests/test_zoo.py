@@ -24,6 +24,10 @@ from fusion.models.zoo import FAMILIES, ZOO, find_weights
 FIX = Path(__file__).parent / "fixtures" / "zoo"
 PAIRS = json.loads((FIX / "pairs.json").read_text())
 SCRIPTED = sorted(p.name for p in FIX.iterdir() if p.is_dir())  # methods with reference PNGs
+# networks whose trained files are too large for the sample data: random weights written in the official format by
+# the authors' own training code, with what their test script saved from them (fixtures/zoo_random/README.md)
+RANDOM = Path(__file__).parent / "fixtures" / "zoo_random"
+RANDOM_SCRIPTED = sorted(p.name for p in RANDOM.iterdir() if p.is_dir())
 AUTHORS = [m for m in ZOO.values() if m.files and m.name not in ("swinfusion", "cddfuse")]  # files in shared data
 
 
@@ -75,6 +79,25 @@ def test_rgbt_fuse_official_reproduces_the_authors_script(method, crops, tmp_pat
         res = FAMILIES[model.name].official(model, crops / "ir" / f"{pair}.png", crops / "vi" / f"{pair}.png")
         assert np.array_equal(res.image, ours), "rgbt fuse writes what the official function returns"
         assert_official(ours, ref, res.near, f"{method} {pair}", AMPLIFIED.get(method, 0.0))
+
+
+@pytest.mark.parametrize("method", RANDOM_SCRIPTED)
+def test_official_format_random_weights_reproduce_the_authors_script(method, crops, tmp_path):
+    """The loader takes the official checkpoint format as the authors' code writes it, and ``--official`` gives what
+    their test script saved from those weights."""
+    ckpt = next((RANDOM / method).glob("*.index"))
+    out = tmp_path / "out"
+    assert rgbt(["fuse", "--method", method, "--official", "--ckpt", str(ckpt), "--ir", str(crops / "ir"),
+                 "--vis", str(crops / "vi"), "--out", str(out)]) == 0  # fmt: skip
+    model = build_method(method, official=True, ckpt=ckpt)
+    generator = {k: v for k, v in read_checkpoint(ckpt).items() if k.startswith("fusion_model/") and "weights_SN" not in k}
+    assert sum(v.numel() for v in generator.values()) == ZOO[method].params
+    for pair in PAIRS:
+        ref = np.asarray(Image.open(RANDOM / method / f"{pair}.png"))
+        ours = np.asarray(Image.open(out / f"{pair}.png"))
+        res = FAMILIES[model.name].official(model, crops / "ir" / f"{pair}.png", crops / "vi" / f"{pair}.png")
+        assert np.array_equal(res.image, ours)
+        assert_official(ours, ref, res.near, f"{method} {pair}")
 
 
 def test_the_boundary_tolerance_refuses_other_differences():

@@ -26,6 +26,8 @@ from fusion.models.ddcgan import DDcGANDiscriminator, DDcGANGenerator
 from fusion.models.densefuse import DenseFuse
 from fusion.models.densefuse_tf import DenseFuseTF
 from fusion.models.didfuse import DIDFuse
+from fusion.models.fusiongan import FusionGAN
+from fusion.models.ganmcc import GANMcC
 from fusion.models.ifcnn import IFCNN
 from fusion.models.lrrnet import LRRNet
 from fusion.models.pmgi import PMGI
@@ -52,6 +54,8 @@ __all__ = [
     "DIDFuse",
     "DenseFuse",
     "DenseFuseTF",
+    "FusionGAN",
+    "GANMcC",
     "IFCNN",
     "LRRNet",
     "PMGI",

@@ -43,11 +43,13 @@ NORMS = ("image", "trained")
 
 
 class ConvNorm(nn.Module):
-    """Conv (zero padding, bias) of its inputs stacked along the channels, batch normalisation, leaky ReLU of 0.2."""
+    """Conv (zero padding, 'SAME' by default; 0: 'VALID') of its inputs stacked along the channels, batch
+    normalisation, leaky ReLU of 0.2. The layer of the TensorFlow 1 networks of Ma's group (PMGI, FusionGAN,
+    GANMcC)."""
 
-    def __init__(self, cin: int, cout: int, k: int):
+    def __init__(self, cin: int, cout: int, k: int, padding: int | None = None):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, k, padding=k // 2)
+        self.conv = nn.Conv2d(cin, cout, k, padding=k // 2 if padding is None else padding)
         self.bn = nn.BatchNorm2d(cout, eps=1e-5)
 
     def forward(self, parts: list[torch.Tensor], norm: str, fast: bool) -> torch.Tensor:

@@ -29,6 +29,8 @@ from fusion.models import (
     densefuse,
     densefuse_tf,
     didfuse,
+    fusiongan,
+    ganmcc,
     ifcnn,
     lrrnet,
     pmgi,
@@ -50,6 +52,7 @@ FAMILIES: dict[str, Family] = {
         densefuse.FAMILY, swinfusion.FAMILY, cddfuse.FAMILY, seafusion.FAMILY, ifcnn.FAMILY, tardal.FAMILY,
         didfuse.FAMILY, ydtr.FAMILY, datfuse.FAMILY, lrrnet.FAMILY, reconet.FAMILY, u2fusion.FAMILY,
         densefuse_tf.FAMILY, sdnet.FAMILY, stdfusionnet.FAMILY, pmgi.FAMILY, csf.FAMILY, cufd.FAMILY,
+        fusiongan.FAMILY, ganmcc.FAMILY,
     )
 }  # fmt: skip
 # families without a PyTorch release of the authors: our training only (DDcGAN's authors published TensorFlow 1)
@@ -209,6 +212,21 @@ ZOO: dict[str, ZooMethod] = {
             "cufd", "cufd", "Xu et al., CVIU 2022", 1_178_274, ("1part1_model.ckpt.index", "part2_model.ckpt.index"),
             source="Meiqi-Gong/CUFD (TensorFlow 1); Linfeng-Tang/VIF-Benchmark (Checkpoint/CUFD)",
             script="Linfeng-Tang/VIF-Benchmark@23f2e51 CUFD/CUFD.py (the authors' generate.py with img2RGB)",
+            fast=False,
+        ),
+        ZooMethod(
+            "fusiongan", "fusiongan", "Ma et al., Information Fusion 2019", 926_593,
+            ("CGAN.model-3.index|FusionGAN.index",),
+            source="jiayi-ma/FusionGAN (checkpoint/CGAN_120/CGAN.model-3.*, TensorFlow 1, too large for the sample "
+            "data); Linfeng-Tang/VIF-Benchmark (Checkpoint/FusionGAN)",
+            script="Linfeng-Tang/VIF-Benchmark@23f2e51 FusionGAN/FusionGAN.py (the authors' test code with img2RGB)",
+            fast=False,
+        ),
+        ZooMethod(
+            "ganmcc", "ganmcc", "Ma et al., TIM 2021", 1_866_049, ("GANMcC.index|CGAN.model-4.index",),
+            source="HaoZhang1018/GANMcC (TensorFlow 1, too large for the sample data); Linfeng-Tang/VIF-Benchmark "
+            "(Checkpoint/GANMcC)",
+            script="Linfeng-Tang/VIF-Benchmark@23f2e51 GANMcC/GANMcC.py (the authors' test code with img2RGB)",
             fast=False,
         ),
     )
