@@ -30,6 +30,7 @@ from fusion.models.fusiongan import FusionGAN
 from fusion.models.ganmcc import GANMcC
 from fusion.models.ifcnn import IFCNN
 from fusion.models.lrrnet import LRRNet
+from fusion.models.piafusion import PIAFusion
 from fusion.models.pmgi import PMGI
 from fusion.models.reconet import ReCoNet
 from fusion.models.sdnet import SDNet
@@ -58,6 +59,7 @@ __all__ = [
     "GANMcC",
     "IFCNN",
     "LRRNet",
+    "PIAFusion",
     "PMGI",
     "ReCoNet",
     "SDNet",

@@ -33,6 +33,7 @@ from fusion.models import (
     ganmcc,
     ifcnn,
     lrrnet,
+    piafusion,
     pmgi,
     reconet,
     sdnet,
@@ -52,7 +53,7 @@ FAMILIES: dict[str, Family] = {
         densefuse.FAMILY, swinfusion.FAMILY, cddfuse.FAMILY, seafusion.FAMILY, ifcnn.FAMILY, tardal.FAMILY,
         didfuse.FAMILY, ydtr.FAMILY, datfuse.FAMILY, lrrnet.FAMILY, reconet.FAMILY, u2fusion.FAMILY,
         densefuse_tf.FAMILY, sdnet.FAMILY, stdfusionnet.FAMILY, pmgi.FAMILY, csf.FAMILY, cufd.FAMILY,
-        fusiongan.FAMILY, ganmcc.FAMILY,
+        fusiongan.FAMILY, ganmcc.FAMILY, piafusion.FAMILY,
     )
 }  # fmt: skip
 # families without a PyTorch release of the authors: our training only (DDcGAN's authors published TensorFlow 1)
@@ -227,6 +228,14 @@ ZOO: dict[str, ZooMethod] = {
             source="HaoZhang1018/GANMcC (TensorFlow 1, too large for the sample data); Linfeng-Tang/VIF-Benchmark "
             "(Checkpoint/GANMcC)",
             script="Linfeng-Tang/VIF-Benchmark@23f2e51 GANMcC/GANMcC.py (the authors' test code with img2RGB)",
+            fast=False,
+        ),
+        ZooMethod(
+            "piafusion", "piafusion", "Tang et al., Information Fusion 2022", 1_076_785,
+            ("IAFusion.model-29.index",),
+            source="Linfeng-Tang/PIAFusion (checkpoint/PIAFusion, TensorFlow 1, too large for the sample data); "
+            "Linfeng-Tang/VIF-Benchmark (Checkpoint/PIAFusion)",
+            script="Linfeng-Tang/VIF-Benchmark@23f2e51 PIAFusion/PIAFusion.py (the authors' model.py test)",
             fast=False,
         ),
     )
