@@ -11,21 +11,42 @@ output goes through ``tanh / 2 + 0.5``. 1,097,665 parameters, as in the official
 Discriminators: three stride-2 3x3 convs (16, 32, 64 channels; batch norm on the last two; leaky ReLU) and a dense
 layer to one probability (``tanh / 2 + 0.5``). The dense layer's size follows the training patch (84 in the paper).
 
-Deliberate differences from the official TF code: batch norm runs in eval mode at test time (the official code
-keeps training mode, so its output depends on the batch), and a decoder conv it applies twice is applied once.
-Only the same-resolution variant is built (the multi-resolution one feeds IR at 1/4 size).
+Our own training differs from the official TF code on purpose: batch norm runs in eval mode at test time (the
+official code keeps training mode, so its output depends on the batch), and a decoder conv it applies twice is
+applied once. ``authors=True`` builds the network as the authors' code runs it, for their checkpoints (the
+same-resolution release, ``model/model.ckpt``): each dense layer's output stacked before its input, the first
+decoder conv applied twice (without, then with its batch norm), every batch norm on the image's own statistics with
+the trained gamma and beta (epsilon 1e-3). Only the same-resolution variant is built (the multi-resolution one
+feeds IR at 1/4 size). The authors' ``generate.py`` reads both images with ``scipy.misc.imread`` (grey files only),
+``/ 255``, and saves the output with ``scipy.misc.imsave`` (min-max stretch); :func:`official` does the same.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from fusion.models.official import Family, OfficialImage, has_keys, near_boundary, scipy_bytescale
 
-def _conv_bn(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+def _conv_bn(cin: int, cout: int, eps: float = 1e-5) -> nn.Sequential:
+    return nn.Sequential(
+        nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3), nn.BatchNorm2d(cout, eps=eps), nn.ReLU(inplace=True)
+    )
+
+
+def image_bn(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
+    """TensorFlow's batch norm in training mode on one image per batch: each image's own statistics, the trained
+    gamma and beta, in the fused kernel's order ``(x - mean) * (rsqrt(var + eps) * gamma) + beta``."""
+    mean = x.mean((2, 3), keepdim=True)
+    c = x - mean
+    scale = torch.rsqrt(c.square().mean((2, 3), keepdim=True) + bn.eps) * bn.weight.view(1, -1, 1, 1)
+    return c * scale + bn.bias.view(1, -1, 1, 1)
 
 
 class DDcGANGenerator(nn.Module):
@@ -37,20 +58,44 @@ class DDcGANGenerator(nn.Module):
 
     name = "ddcgan"
 
-    def __init__(self, width: int = 48, dense_layers: int = 4, decoder: tuple[int, ...] = (240, 128, 64, 32)):
+    def __init__(
+        self,
+        width: int = 48,
+        dense_layers: int = 4,
+        decoder: tuple[int, ...] = (240, 128, 64, 32),
+        authors: bool = False,
+    ):
         super().__init__()
-        self.config = {"width": width, "dense_layers": dense_layers, "decoder": list(decoder)}
-        self.stem = _conv_bn(2, width)
-        self.dense = nn.ModuleList(_conv_bn(width * (i + 1), width) for i in range(dense_layers))
+        self.authors = authors
+        self.config = {"width": width, "dense_layers": dense_layers, "decoder": list(decoder), "authors": authors}
+        eps = 1e-3 if authors else 1e-5  # tf.layers.batch_normalization's default
+        self.stem = _conv_bn(2, width, eps)
+        self.dense = nn.ModuleList(_conv_bn(width * (i + 1), width, eps) for i in range(dense_layers))
         chans = [width * (dense_layers + 1), *decoder]
-        self.decoder = nn.Sequential(*(_conv_bn(a, b) for a, b in zip(chans[:-1], chans[1:], strict=True)))
+        self.decoder = nn.Sequential(*(_conv_bn(a, b, eps) for a, b in zip(chans[:-1], chans[1:], strict=True)))
         self.head = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(chans[-1], 1, 3))
 
-    def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-        x = self.stem(torch.cat([vis, ir], 1))  # (B, 48, H, W)
+    def _layer(self, seq: nn.Sequential, x: torch.Tensor, bn: bool = True) -> torch.Tensor:
+        """One reflect-padded conv, batch norm and ReLU; the authors' way (image statistics) with ``authors``."""
+        if not self.authors:
+            return seq(x)
+        y = seq[1](F.pad(x, (1, 1, 1, 1), mode="reflect"))
+        return F.relu(image_bn(y, seq[2]) if bn else y)
+
+    def forward_raw(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+        """``tanh / 2 + 0.5`` of the head, (B, 1, H, W) in [0, 1] from both sources on [0, 1]."""
+        x = self._layer(self.stem, torch.cat([vis, ir], 1))  # (B, 48, H, W)
         for conv in self.dense:
-            x = torch.cat([x, conv(x)], 1)  # (B, 48 * k, H, W)
-        return torch.tanh(self.head(self.decoder(x))) / 2 + 0.5
+            y = self._layer(conv, x)
+            x = torch.cat([y, x] if self.authors else [x, y], 1)  # (B, 48 * k, H, W); the authors stack new first
+        if self.authors:  # their decoder applies its first conv twice: without its batch norm, then with it
+            x = self._layer(self.decoder[0], x, bn=False)
+        for seq in self.decoder:
+            x = self._layer(seq, x)
+        return torch.tanh(self.head(x)) / 2 + 0.5
+
+    def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+        return self.forward_raw(vis, ir)
 
 
 class DDcGANDiscriminator(nn.Module):
@@ -80,3 +125,60 @@ class DDcGANDiscriminator(nn.Module):
         if x.shape[-2:] != (self.patch_size, self.patch_size):
             raise ValueError(f"discriminator expects {self.patch_size}x{self.patch_size} patches, got {x.shape[-2:]}")
         return torch.tanh(self.fc(self.body(x).flatten(1))) / 2 + 0.5
+
+
+def _detect(obj) -> str | None:
+    keys = ("Generator/encoder/conv1_1/kernel", "Generator_1/decoder/conv2_1_1/kernel",
+            "Generator/encoder/b0/batch_normalization/gamma")  # U2Fusion's scopes are the same but for these
+    return "" if has_keys(obj, *keys) else None
+
+
+def _convert(parts: dict) -> dict[str, torch.Tensor]:
+    tf = {k: torch.as_tensor(v) for k, v in parts[""].items()}
+    state: dict[str, torch.Tensor] = {}
+
+    def put(ours: str, scope: str, bn: str | None) -> None:
+        state[f"{ours}.1.weight"] = tf[f"{scope}/kernel"].permute(3, 2, 0, 1).contiguous()
+        state[f"{ours}.1.bias"] = tf[f"{scope}/bias"]
+        if bn is None:
+            return
+        for k, v in (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
+                     ("running_var", "moving_variance")):  # fmt: skip
+            state[f"{ours}.2.{k}"] = tf[f"{bn}/batch_normalization/{v}"]
+        state[f"{ours}.2.num_batches_tracked"] = torch.zeros((), dtype=torch.long)
+
+    put("stem", "Generator/encoder/conv1_1", "Generator/encoder/b0")
+    for i in range(4):
+        put(f"dense.{i}", f"Generator/encoder/dense_block_conv{i + 1}", f"Generator/encoder/b{i + 1}")
+    # the two decoder layers the authors both scoped 'conv2_1' (TensorFlow made the second 'conv2_1_1')
+    for i, scope in enumerate(("conv2_1", "conv2_1_1", "conv2_2", "conv2_3")):
+        put(f"decoder.{i}", f"Generator_1/decoder/{scope}", f"Generator/decoder/b{i}")
+    state["head.1.weight"] = tf["Generator_1/decoder/conv2_4/kernel"].permute(3, 2, 0, 1).contiguous()
+    state["head.1.bias"] = tf["Generator_1/decoder/conv2_4/bias"]
+    return state
+
+
+@torch.no_grad()
+def official(model: nn.Module, ir_path: Path, vis_path: Path) -> OfficialImage:
+    """hanna-xu/DDcGAN ``same-resolution vis-ir image fusion/generate.py``: both images read by
+    ``scipy.misc.imread`` as stored (the script takes grey files only: a colour file is read as PIL's ``L``, as
+    the crops it was tested on were converted), ``/ 255`` in float64 then float32; the output saved with
+    ``scipy.misc.imsave`` (min-max stretch): a grey image."""
+    from fusion.io import read_as
+
+    vis, ir = (torch.from_numpy(read_as(p, "pil:L").astype(np.float64) / 255.0).float()[None, None]
+               for p in (vis_path, ir_path))  # fmt: skip
+    levels = scipy_bytescale(model.forward_raw(vis, ir)[0, 0].numpy())
+    return OfficialImage(levels.astype(np.uint8), near_boundary(levels, "trunc"))
+
+
+FAMILY = Family(
+    name="ddcgan",
+    model=DDcGANGenerator,
+    formats="DDcGAN's TensorFlow 1 checkpoint model.ckpt (.index + .data-*: Generator/encoder/conv1_1/kernel ...)",
+    detect=_detect,
+    convert=_convert,
+    native={"authors": True},
+    exact={},
+    official=official,
+)

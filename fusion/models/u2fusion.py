@@ -80,7 +80,9 @@ class U2Fusion(nn.Module):
 
 
 def _detect(obj) -> str | None:
-    return "" if has_keys(obj, ENC + "conv1_1/kernel", DEC + "conv2_4/kernel") else None
+    # DDcGAN's generator (the same author's code) has the same scopes, plus batch norms U2Fusion has not
+    ddcgan = has_keys(obj, "Generator/encoder/b0/batch_normalization/gamma")
+    return "" if has_keys(obj, ENC + "conv1_1/kernel", DEC + "conv2_4/kernel") and not ddcgan else None
 
 
 def _convert(parts: dict) -> dict[str, torch.Tensor]:
