@@ -17,8 +17,9 @@ WHOLE = 1024  # with the automatic tile, images up to this side run whole, as th
 AUTO_TILE = {
     "densefuse": 384, "ddcgan": 256, "cddfuse": 192, "swinfusion": 128, "seafusion": 256, "ifcnn": 384,
     "tardal": 256, "didfuse": 256, "ydtr": 192, "datfuse": 384, "lrrnet": 192, "reconet": 512, "u2fusion": 256,
-    "densefuse_tf": 384, "sdnet": 384, "stdfusionnet": 128,
-    "pmgi": 768, "csf": 512, "cufd": 320, "fusiongan": 384, "ganmcc": 384, "piafusion": 256,  # both use statistics of the whole window (see their files)
+    "densefuse_tf": 384, "sdnet": 384, "stdfusionnet": 128, "cufd": 320, "piafusion": 384,
+    # these normalise or weigh with statistics of the whole window: tiles as large as the budget allows
+    "pmgi": 768, "csf": 512, "fusiongan": 384, "ganmcc": 384,
 }  # fmt: skip
 # Peak bytes per pixel of one whole-image forward pass on the CPU, the larger of our mode and the official one: the
 # growth of the process's peak from 384x384 to 768x768 (python scripts/bench_models.py --peak METHOD cpu MODE
@@ -27,7 +28,8 @@ AUTO_TILE = {
 BYTES_PER_PIXEL = {
     "densefuse": 1700, "ddcgan": 4400, "cddfuse": 5900, "swinfusion": 6600, "seafusion": 2200, "ifcnn": 1600,
     "tardal": 1600, "didfuse": 5000, "ydtr": 4200, "datfuse": 1100, "lrrnet": 6200, "reconet": 1700,
-    "u2fusion": 3600, "densefuse_tf": 1700, "sdnet": 1000, "stdfusionnet": 1800, "pmgi": 900, "csf": 1900, "cufd": 4300, "fusiongan": 9000, "ganmcc": 9000, "piafusion": 9000,
+    "u2fusion": 3600, "densefuse_tf": 1700, "sdnet": 1000, "stdfusionnet": 1800, "pmgi": 900, "csf": 1900,
+    "cufd": 4300, "fusiongan": 2200, "ganmcc": 2300, "piafusion": 3000,
 }  # fmt: skip
 IMAGE_BYTES_PER_PIXEL = 18  # the image-sized buffers around the network (docs/performance.md: 430 MB at 24 MP)
 

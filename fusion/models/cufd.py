@@ -35,8 +35,9 @@ from fusion.models.sdnet import _read_y
 EPS = 1e-9  # the rule's epsilon (fusion.py)
 M_ENCODER = ("conv1_1", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv4_1", "conv4_2")
 M_DECODER = ("conv2_1", "conv2_2", "conv2_3", "conv2_4")
-S_CODER = ("conv1_1", *(f"dense_block{b}_conv{i}_{j}" for b in (1,) for i in (1, 2, 3) for j in (1, 2)),
-           "transfer_layer1", *(f"dense_block2_conv{i}_{j}" for i in (1, 2, 3) for j in (1, 2)), "output_layer")  # fmt: skip
+BLOCK = [f"conv{i}_{j}" for i in (1, 2, 3) for j in (1, 2)]  # a dense block's 1x1 and 3x3 convs, three times
+S_CODER = ("conv1_1", *(f"dense_block1_{n}" for n in BLOCK), "transfer_layer1", *(f"dense_block2_{n}" for n in BLOCK),
+           "output_layer")  # fmt: skip
 
 
 def minmax(x: torch.Tensor) -> torch.Tensor:
@@ -131,7 +132,9 @@ class CUFD(nn.Module):
         self.s_encoder, self.s_decoder = SCoder(128), SCoder(32)
         copy = nn.ModuleDict()
         for name, m in (("m_encoder", self.m_encoder.layers), ("m_decoder", self.m_decoder)):
-            copy[name] = nn.ModuleList(nn.Conv2d(c.conv.in_channels, c.conv.out_channels, c.conv.kernel_size) for c in m)
+            copy[name] = nn.ModuleList(
+                nn.Conv2d(c.conv.in_channels, c.conv.out_channels, c.conv.kernel_size) for c in m
+            )
         self.part2_copy = copy
 
     # the script min-max normalises each source: an image-wide step, which tiling (fusion.models.tiling) runs on the
@@ -153,7 +156,9 @@ class CUFD(nn.Module):
             w = c1.abs() / (c1.abs() + c2.abs() + EPS)
             common = w * c1 + (1 - w) * c2
             unique = torch.where(u1.abs() > u2.abs(), u1, u2)
-            scales.append(self.s_decoder(torch.cat([common, unique], 1), fast) + torch.where(f1.abs() > f2.abs(), f1, f2))
+            scales.append(
+                self.s_decoder(torch.cat([common, unique], 1), fast) + torch.where(f1.abs() > f2.abs(), f1, f2)
+            )
         x = torch.cat(scales, 1)
         for layer in self.m_decoder:
             x = layer(x, fast)
@@ -166,7 +171,11 @@ class CUFD(nn.Module):
 def _detect(obj) -> str | None:
     if has_keys(obj, "s_encoder/conv1_1/kernel", "s_decoder/output_layer/kernel"):
         return "part2"
-    return "part1" if has_keys(obj, "m_encoder/conv1_1/kernel", "DenseFuseNet/m_encoder/b0/batch_normalization/beta") else None
+    return (
+        "part1"
+        if has_keys(obj, "m_encoder/conv1_1/kernel", "DenseFuseNet/m_encoder/b0/batch_normalization/beta")
+        else None
+    )
 
 
 def _convert(parts: dict) -> dict[str, torch.Tensor]:

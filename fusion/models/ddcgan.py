@@ -128,8 +128,11 @@ class DDcGANDiscriminator(nn.Module):
 
 
 def _detect(obj) -> str | None:
-    keys = ("Generator/encoder/conv1_1/kernel", "Generator_1/decoder/conv2_1_1/kernel",
-            "Generator/encoder/b0/batch_normalization/gamma")  # U2Fusion's scopes are the same but for these
+    keys = (
+        "Generator/encoder/conv1_1/kernel",
+        "Generator_1/decoder/conv2_1_1/kernel",
+        "Generator/encoder/b0/batch_normalization/gamma",
+    )  # U2Fusion's scopes are the same but for these
     return "" if has_keys(obj, *keys) else None
 
 

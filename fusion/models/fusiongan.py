@@ -13,6 +13,7 @@ convolves with the stored kernels as they are).
 The normalisations run as in PMGI (:mod:`fusion.models.pmgi`): the authors' test code builds them in training mode
 with fresh variables and restores only the convolutions, so each map is normalised by its own statistics over the
 image with gamma 1 and beta 0 (``norm="image"``, the default); ``norm="trained"`` uses the trained ones instead.
+Images over 1024 px a side, fused in tiles, are normalised per tile.
 Inputs are ``(level - 127.5) / 127.5``; the output ``x 127.5 + 127.5``.
 """
 

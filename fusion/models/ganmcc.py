@@ -57,7 +57,11 @@ class GANMcC(nn.Module):
 
 
 def _detect(obj) -> str | None:
-    return "" if has_keys(obj, "fusion_model/layer1/w1", "fusion_model/layer1_vi/w1_vi", "fusion_model/layer4_vi/w4_vi") else None
+    return (
+        ""
+        if has_keys(obj, "fusion_model/layer1/w1", "fusion_model/layer1_vi/w1_vi", "fusion_model/layer4_vi/w4_vi")
+        else None
+    )
 
 
 def _convert(parts: dict) -> dict[str, torch.Tensor]:

@@ -57,15 +57,15 @@ class ConvNorm(nn.Module):
             y = conv_parts(parts, self.conv.weight, self.conv.bias, self.conv.padding[0])
         else:
             y = self.conv(torch.cat(parts, 1))
-        if norm == "image":  # the test script: statistics of this batch, gamma 1, beta 0
-            y = image_norm(y, self.bn.eps, inplace=fast, per_image=not self.training)
-        else:  # as trained: batch statistics in training (updating the moving ones), the moving ones in eval
-            y = self.bn(y)
+        # "image": the test script's statistics of this image, gamma 1, beta 0; "trained": batch statistics in
+        # training (updating the moving ones), the moving ones in eval
+        y = image_norm(y, self.bn.eps, inplace=fast, per_image=not self.training) if norm == "image" else self.bn(y)
         return F.leaky_relu(y, 0.2, inplace=fast)
 
 
-def conv_parts(parts: list[torch.Tensor], w: torch.Tensor, b: torch.Tensor | None, padding: int = 0,
-               act: str = "none") -> torch.Tensor:
+def conv_parts(
+    parts: list[torch.Tensor], w: torch.Tensor, b: torch.Tensor | None, padding: int = 0, act: str = "none"
+) -> torch.Tensor:
     """``conv2d(cat(parts, 1), w, b)`` as one conv per part, each adding into the last (oneDNN kernels)."""
     y, c = None, 0
     for i, x in enumerate(parts):

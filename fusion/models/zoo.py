@@ -191,7 +191,8 @@ ZOO: dict[str, ZooMethod] = {
             "sdnet", "sdnet", "Zhang and Ma, IJCV 2021", 67_091, ("IRVIS.model-10.index",),
             source="HaoZhang1018/SDNet (checkpoint/IRVIS, TensorFlow 1)",
             script="Linfeng-Tang/VIF-Benchmark@23f2e51 SDNet/SDNet.py (the authors' test code with img2RGB)",
-            fast=False,  # the TensorFlow 1 networks came after the demo's timing: `rgbt demo --methods all` adds them
+            # the TensorFlow 1 networks in the demo: those of 1.7 s or less a pair (SDNet 0.33 s, PMGI 0.39 s);
+            # U2Fusion, STDFusionNet, CSF, CUFD take 2-4 s (`rgbt demo --methods all` adds them)
         ),
         ZooMethod(
             "stdfusionnet", "stdfusionnet", "Ma et al., TIM 2021", 282_513, ("Fusion.model-29.index",),
@@ -203,7 +204,6 @@ ZOO: dict[str, ZooMethod] = {
             "pmgi", "pmgi", "Zhang et al., AAAI 2020", 42_401, ("CGAN.model-1.index",),
             source="HaoZhang1018/PMGI_AAAI2020 (checkpoint/CGAN_120, TensorFlow 1)",
             script="Linfeng-Tang/VIF-Benchmark@23f2e51 PMGI/PMGI.py (the authors' test code with img2RGB)",
-            fast=False,
         ),
         ZooMethod(
             "csf", "csf", "Xu et al., TCI 2021", 224_475, ("EC.ckpt.index", "ED.ckpt.index"),
