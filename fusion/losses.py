@@ -108,22 +108,78 @@ class FusionLoss(nn.Module):
         return terms
 
 
-def reconstruction_loss(out: torch.Tensor, target: torch.Tensor, ssim_weight: float = 100.0) -> dict:
-    """DenseFuse stage 1: ``MSE(out, target) + lambda * (1 - SSIM(out, target))``; dict of pixel, ssim, total."""
+MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def _densefuse_ssim(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One scale of the SSIM of densefuse-pytorch's ``pytorch_msssim``: a Gaussian window (sigma 1.5) of
+    ``min(11, H, W)``, no padding, the data range guessed from ``a`` (255 if its max exceeds 128, else 1; from -1 if
+    its min is below -0.5), means over the whole batch. Returns (ssim, cs)."""
+    lo = -1.0 if float(a.detach().min()) < -0.5 else 0.0
+    big = 255.0 if float(a.detach().max()) > 128 else 1.0
+    c1, c2 = (0.01 * (big - lo)) ** 2, (0.03 * (big - lo)) ** 2
+    size = min(11, *a.shape[-2:])
+    g = torch.exp(-((torch.arange(size, dtype=torch.float32) - size // 2) ** 2) / (2 * 1.5**2))
+    g = (g / g.sum()).to(a)
+    win = (g[:, None] @ g[None, :]).expand(a.shape[1], 1, size, size)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, win, groups=a.shape[1])
+
+    mu1, mu2 = blur(a), blur(b)
+    s11, s22, s12 = blur(a * a) - mu1 * mu1, blur(b * b) - mu2 * mu2, blur(a * b) - mu1 * mu2
+    v1, v2 = 2.0 * s12 + c2, s11 + s22 + c2
+    ssim = ((2 * mu1 * mu2 + c1) * v1) / ((mu1 * mu1 + mu2 * mu2 + c1) * v2)
+    return ssim.mean(), (v1 / v2).mean()
+
+
+def densefuse_msssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The MS-SSIM DenseFuse's PyTorch release trains with (``pytorch_msssim.msssim(out, x, normalize=True)``),
+    kept as it computes: five scales (2x2 average pooling), each scale's SSIM and contrast term mapped to
+    ``(x + 1) / 2``, and the product ``prod(cs[:4] ** w[:4] * ssim[4] ** w[4])``, which takes the last scale's SSIM
+    four times (the original definition takes it once). (B, 1, H, W) -> scalar."""
+    w = torch.tensor(MSSSIM_WEIGHTS, dtype=a.dtype, device=a.device)
+    sims, css = [], []
+    for _ in MSSSIM_WEIGHTS:
+        s, c = _densefuse_ssim(a, b)
+        sims.append(s)
+        css.append(c)
+        a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
+    sim, cs = (torch.stack(sims) + 1) / 2, (torch.stack(css) + 1) / 2
+    return torch.prod(cs[:-1] ** w[:-1] * sim[-1] ** w[-1])
+
+
+def reconstruction_loss(
+    out: torch.Tensor, target: torch.Tensor, ssim_weight: float = 100.0, ssim: str = "ssim"
+) -> dict:
+    """DenseFuse stage 1: ``MSE(out, target) + lambda * (1 - SSIM(out, target))``; dict of pixel, ssim, total.
+
+    Args:
+        ssim: ``"ssim"`` (ours: per-image Gaussian SSIM, data range 1) or ``"msssim"`` (the authors' release:
+            :func:`densefuse_msssim`, on the 0-255 images it trains on).
+    """
     pixel = F.mse_loss(out, target)
-    ssim = (1 - ssim_map(out, target)).mean()
-    return {"pixel": pixel, "ssim": ssim, "total": pixel + ssim_weight * ssim}
+    if ssim == "msssim":
+        term = 1 - densefuse_msssim(out, target)
+    elif ssim == "ssim":
+        term = (1 - ssim_map(out, target)).mean()
+    else:
+        raise ValueError(f"ssim must be 'ssim' or 'msssim', not {ssim!r}")
+    return {"pixel": pixel, "ssim": term, "total": pixel + ssim_weight * term}
 
 
 class ReconstructionLoss(nn.Module):
-    """Module form of :func:`reconstruction_loss`; ``ssim_weight`` is DenseFuse's lambda (100 in the release)."""
+    """Module form of :func:`reconstruction_loss`; ``ssim_weight`` is DenseFuse's lambda (100 in the release),
+    ``ssim`` the SSIM variant (``"msssim"``: the authors')."""
 
-    def __init__(self, ssim_weight: float = 100.0):
+    def __init__(self, ssim_weight: float = 100.0, ssim: str = "ssim"):
         super().__init__()
-        self.ssim_weight = ssim_weight
+        if ssim not in ("ssim", "msssim"):
+            raise ValueError(f"ssim must be 'ssim' or 'msssim', not {ssim!r}")
+        self.ssim_weight, self.ssim = ssim_weight, ssim
 
     def forward(self, out: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        return reconstruction_loss(out, target, self.ssim_weight)
+        return reconstruction_loss(out, target, self.ssim_weight, self.ssim)
 
 
 def laplacian_3x3(x: torch.Tensor) -> torch.Tensor:

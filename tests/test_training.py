@@ -17,6 +17,7 @@ from tests.conftest import synth_pair
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "experiments").glob("*.yaml"))
 TRAIN_CONFIGS = [c for c in CONFIGS if c.stem not in ("demo", "readme_figure") and not c.stem.startswith("detect")]
+PAPER_CONFIGS = sorted((ROOT / "experiments" / "paper").glob("*.yaml"))  # the papers' schedules, for a GPU
 
 
 @pytest.fixture
@@ -49,9 +50,11 @@ def fit_args(cfg: Path, data: Path, out: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("cfg", TRAIN_CONFIGS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("cfg", TRAIN_CONFIGS + PAPER_CONFIGS, ids=lambda p: p.parent.name + "/" + p.stem)
 def test_fast_dev_run_every_config(cfg, train_set, tmp_path):
     extra = ["--trainer.fast_dev_run", "1"]
+    if cfg.parent.name == "paper":  # a paper schedule runs here as given, on one CPU device and a small patch
+        extra += ["--trainer.devices", "1", "--trainer.strategy", "auto", "--data.patches_per_image", "2"]
     if "decoder" in cfg.stem:  # stage 2 starts from a stage-1 file; make one so the test needs no release
         from fusion.models import DenseFuse, save_weights
 

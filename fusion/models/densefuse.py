@@ -127,8 +127,10 @@ class DenseFuse(nn.Module):
         self.decoder = DenseDecoder()
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Stage 1: encode and decode one image; (B, 1, H, W) -> (B, 1, H, W), unclamped."""
-        return self.decoder(self.encoder(x))
+        """Stage 1: encode and decode one image; (B, 1, H, W) -> (B, 1, H, W), unclamped (``official``: after the
+        release's final ReLU, as its training saw it)."""
+        out = self.decoder(self.encoder(x))
+        return torch.relu(out) if self.official else out
 
     def forward_raw(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
         """The decoder's output before clamping, on the network's own scale (0-255 when ``official``)."""

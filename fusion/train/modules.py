@@ -78,15 +78,19 @@ class AutoencoderModule(FusionTask):
         model: a network with ``reconstruct(x)`` (DenseFuse).
         loss: default ``ReconstructionLoss(ssim_weight=100)`` (the released model's lambda).
         lr: Adam learning rate (1e-4 in the paper).
+        input_scale: the images' scale in training: 1 (ours, [0, 1]) or 255 (the authors' release trains on
+            0-255 images, which its weights expect).
     """
 
-    def __init__(self, model: nn.Module, loss: nn.Module | None = None, lr: float = 1e-4, **kwargs):
+    def __init__(
+        self, model: nn.Module, loss: nn.Module | None = None, lr: float = 1e-4, input_scale: float = 1.0, **kwargs
+    ):
         super().__init__(**kwargs)
         self.save_hyperparameters(ignore=["model", "loss"])
         self.model, self.loss = model, loss if loss is not None else ReconstructionLoss()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        x = torch.cat([batch["vis"], batch["ir"]])
+        x = torch.cat([batch["vis"], batch["ir"]]) * self.hparams.input_scale
         terms = self.loss(self.model.reconstruct(x), x)
         self.log_terms(terms)
         return terms["total"]
