@@ -25,8 +25,17 @@ from kornia.metrics import ssim as kornia_ssim
 from torch import nn
 
 
-def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
-    """``|Sobel_x| + |Sobel_y|`` with the unnormalised 3x3 Sobel kernels (as SeAFusion); (B, C, H, W) -> same."""
+def sobel_magnitude(x: torch.Tensor, padding: str = "replicate") -> torch.Tensor:
+    """``|Sobel_x| + |Sobel_y|`` with the unnormalised 3x3 Sobel kernels (as SeAFusion); (B, C, H, W) -> same.
+
+    Args:
+        padding: ``"replicate"`` (kornia's, the default) or ``"zeros"`` (SeAFusion's training code, ``padding=1``).
+    """
+    if padding == "zeros":  # the authors' two convolutions as written: the same floats, so L1's signs agree
+        kx = x.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]).expand(x.shape[1], 1, 3, 3)
+        ky = x.new_tensor([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]]).expand(x.shape[1], 1, 3, 3)
+        c = x.shape[1]
+        return F.conv2d(x, kx, padding=1, groups=c).abs() + F.conv2d(x, ky, padding=1, groups=c).abs()
     g = spatial_gradient(x, mode="sobel", order=1, normalized=False)  # (B, C, 2, H, W), replicate-padded
     return g.abs().sum(2)
 
@@ -45,10 +54,11 @@ def intensity_loss(fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor, vis
     return (fused - target).abs().mean()
 
 
-def gradient_loss(fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-    """L1 between ``|grad F|`` and ``max(|grad vis|, |grad ir|)`` (SeAFusion's texture loss); scalar."""
-    target = torch.maximum(sobel_magnitude(vis), sobel_magnitude(ir))
-    return (sobel_magnitude(fused) - target).abs().mean()
+def gradient_loss(fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor, padding: str = "replicate") -> torch.Tensor:
+    """L1 between ``|grad F|`` and ``max(|grad vis|, |grad ir|)`` (SeAFusion's texture loss); scalar. ``padding``:
+    see :func:`sobel_magnitude`."""
+    target = torch.maximum(sobel_magnitude(vis, padding), sobel_magnitude(ir, padding))
+    return (sobel_magnitude(fused, padding) - target).abs().mean()
 
 
 def ssim_map(a: torch.Tensor, b: torch.Tensor, window: int = 11) -> torch.Tensor:
@@ -91,17 +101,21 @@ class FusionLoss(nn.Module):
         w_ssim: float = 10.0,
         ssim_weighting: str = "gradient",
         intensity_vis_weight: float | None = None,
+        sobel_padding: str = "replicate",
     ):
         super().__init__()
         if ssim_weighting not in ("mean", "gradient"):
             raise ValueError(f"ssim_weighting must be 'mean' or 'gradient', got {ssim_weighting!r}")
+        if sobel_padding not in ("replicate", "zeros"):
+            raise ValueError(f"sobel_padding must be 'replicate' or 'zeros', got {sobel_padding!r}")
         self.w_int, self.w_grad, self.w_ssim = w_int, w_grad, w_ssim
         self.ssim_weighting, self.intensity_vis_weight = ssim_weighting, intensity_vis_weight
+        self.sobel_padding = sobel_padding  # "zeros": SeAFusion's and CDDFuse's training code
 
     def forward(self, fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor) -> dict[str, torch.Tensor]:
         terms = {
             "int": intensity_loss(fused, vis, ir, self.intensity_vis_weight),
-            "grad": gradient_loss(fused, vis, ir),
+            "grad": gradient_loss(fused, vis, ir, self.sobel_padding),
             "ssim": ssim_loss(fused, vis, ir, self.ssim_weighting) if self.w_ssim else fused.new_zeros(()),
         }
         terms["total"] = self.w_int * terms["int"] + self.w_grad * terms["grad"] + self.w_ssim * terms["ssim"]

@@ -42,12 +42,17 @@ class _Conv(nn.Module):
 
 
 class _Sobel(nn.Module):
-    """Fixed depth-wise Sobel kernels, saved in the authors' file: (C, 1, 3, 3) each."""
+    """Depth-wise Sobel kernels, saved in the authors' file: (C, 1, 3, 3) each. Fixed (buffers) unless
+    ``trainable``: the authors' ``Sobelxy`` are ``nn.Conv2d`` weights, which their training updates with the rest."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, trainable: bool = False):
         super().__init__()
-        self.register_buffer("x", SOBEL.expand(channels, 1, 3, 3).clone())
-        self.register_buffer("y", SOBEL.t().expand(channels, 1, 3, 3).clone())
+        kx, ky = SOBEL.expand(channels, 1, 3, 3).clone(), SOBEL.t().expand(channels, 1, 3, 3).clone()
+        if trainable:
+            self.x, self.y = nn.Parameter(kx), nn.Parameter(ky)
+        else:
+            self.register_buffer("x", kx)
+            self.register_buffer("y", ky)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
@@ -68,11 +73,11 @@ class _Dense(nn.Module):
 class GRDB(nn.Module):
     """Gradient residual dense block: (B, C, H, W) -> (B, C_out, H, W)."""
 
-    def __init__(self, cin: int, cout: int):
+    def __init__(self, cin: int, cout: int, train_sobel: bool = False):
         super().__init__()
         self.dense = _Dense(cin)
         self.convdown = _Conv(3 * cin, cout, 1)
-        self.sobelconv = _Sobel(cin)
+        self.sobelconv = _Sobel(cin, train_sobel)
         self.convup = _Conv(cin, cout, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,6 +94,8 @@ class SeAFusion(nn.Module):
 
     Args:
         exact: the authors' arithmetic; otherwise the fast path, the same function up to float rounding.
+        train_sobel: the gradient blocks' Sobel kernels are trained, as the authors' training does (their
+            ``Sobelxy`` are conv weights); by default they stay the fixed Sobel operator the paper describes.
 
     Shape:
         ``forward(vis, ir)``: (B, 1, H, W) x 2 in [0, 1] -> (B, 1, H, W) in (0, 1), any H, W.
@@ -97,15 +104,15 @@ class SeAFusion(nn.Module):
     name = "seafusion"
     unused = ("bn.",)  # the decoder's batch norms: saved by the authors, never applied
 
-    def __init__(self, exact: bool = False):
+    def __init__(self, exact: bool = False, train_sobel: bool = False):
         super().__init__()
         self.exact = exact
-        self.config = {"exact": exact}
+        self.config = {"exact": exact, "train_sobel": train_sobel}
         ch = (16, 32, 48)
         for src in ("vis", "inf"):
             setattr(self, f"{src}_conv", _Conv(1, ch[0]))
-            setattr(self, f"{src}_rgbd1", GRDB(ch[0], ch[1]))
-            setattr(self, f"{src}_rgbd2", GRDB(ch[1], ch[2]))
+            setattr(self, f"{src}_rgbd1", GRDB(ch[0], ch[1], train_sobel))
+            setattr(self, f"{src}_rgbd2", GRDB(ch[1], ch[2], train_sobel))
         self.decode4 = _Conv(2 * ch[2], 2 * ch[1], bn=True)
         self.decode3 = _Conv(2 * ch[1], 2 * ch[0], bn=True)
         self.decode2 = _Conv(2 * ch[0], ch[0], bn=True)
