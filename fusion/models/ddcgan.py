@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fusion.models.pmgi import conv_parts
+
 from fusion.models.official import Family, OfficialImage, has_keys, near_boundary, scipy_bytescale
 
 
@@ -40,13 +42,18 @@ def _conv_bn(cin: int, cout: int, eps: float = 1e-5) -> nn.Sequential:
     )
 
 
-def image_bn(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
+def image_bn(x: torch.Tensor, bn: nn.BatchNorm2d, inplace: bool = False) -> torch.Tensor:
     """TensorFlow's batch norm in training mode on one image per batch: each image's own statistics, the trained
-    gamma and beta, in the fused kernel's order ``(x - mean) * (rsqrt(var + eps) * gamma) + beta``."""
+    gamma and beta, in the fused kernel's order ``(x - mean) * (rsqrt(var + eps) * gamma) + beta``. ``inplace``
+    (inference): the variance in one pass (``var_mean``) and the normalisation written over ``x``."""
+    gamma, beta = bn.weight.view(1, -1, 1, 1), bn.bias.view(1, -1, 1, 1)
+    if inplace:
+        var, mean = torch.var_mean(x, (2, 3), correction=0, keepdim=True)
+        return x.sub_(mean).mul_(torch.rsqrt(var + bn.eps) * gamma).add_(beta)
     mean = x.mean((2, 3), keepdim=True)
     c = x - mean
-    scale = torch.rsqrt(c.square().mean((2, 3), keepdim=True) + bn.eps) * bn.weight.view(1, -1, 1, 1)
-    return c * scale + bn.bias.view(1, -1, 1, 1)
+    scale = torch.rsqrt(c.square().mean((2, 3), keepdim=True) + bn.eps) * gamma
+    return c * scale + beta
 
 
 class DDcGANGenerator(nn.Module):
@@ -75,24 +82,34 @@ class DDcGANGenerator(nn.Module):
         self.decoder = nn.Sequential(*(_conv_bn(a, b, eps) for a, b in zip(chans[:-1], chans[1:], strict=True)))
         self.head = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(chans[-1], 1, 3))
 
-    def _layer(self, seq: nn.Sequential, x: torch.Tensor, bn: bool = True) -> torch.Tensor:
-        """One reflect-padded conv, batch norm and ReLU; the authors' way (image statistics) with ``authors``."""
+    def _layer(self, seq: nn.Sequential, x: torch.Tensor | list[torch.Tensor], bn: bool = True) -> torch.Tensor:
+        """One reflect-padded conv, batch norm and ReLU; the authors' way (image statistics) with ``authors``.
+        ``x``: a map, or (authors) the parts of a dense stack, convolved part by part without concatenating them
+        (a channels-last ``torch.cat`` is a slow copy) in eval mode."""
         if not self.authors:
             return seq(x)
-        y = seq[1](F.pad(x, (1, 1, 1, 1), mode="reflect"))
-        return F.relu(image_bn(y, seq[2]) if bn else y)
+        parts = x if isinstance(x, list) else [x]
+        fast = not (self.training or torch.is_grad_enabled())
+        if fast:  # oneDNN kernels on channels-last maps, the normalisation in place
+            y = conv_parts(parts, seq[1].weight, seq[1].bias, 1, pad_mode="reflect")
+        else:
+            y = seq[1](F.pad(torch.cat(parts, 1), (1, 1, 1, 1), mode="reflect"))
+        return F.relu(image_bn(y, seq[2], inplace=fast) if bn else y, inplace=fast)
 
     def forward_raw(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
         """``tanh / 2 + 0.5`` of the head, (B, 1, H, W) in [0, 1] from both sources on [0, 1]."""
         x = self._layer(self.stem, torch.cat([vis, ir], 1))  # (B, 48, H, W)
+        if self.authors:  # the dense stack kept as parts, newest first (the authors' channel order)
+            parts = [x]
+            for seq in self.dense:
+                parts.insert(0, self._layer(seq, parts))
+            x = self._layer(self.decoder[1], self._layer(self.decoder[0], self._layer(self.decoder[0], parts, False)))
+            for seq in self.decoder[2:]:
+                x = self._layer(seq, x)
+            return (torch.tanh(self.head(x)) / 2 + 0.5).contiguous()
         for conv in self.dense:
-            y = self._layer(conv, x)
-            x = torch.cat([y, x] if self.authors else [x, y], 1)  # (B, 48 * k, H, W); the authors stack new first
-        if self.authors:  # their decoder applies its first conv twice: without its batch norm, then with it
-            x = self._layer(self.decoder[0], x, bn=False)
-        for seq in self.decoder:
-            x = self._layer(seq, x)
-        return torch.tanh(self.head(x)) / 2 + 0.5
+            x = torch.cat([x, conv(x)], 1)  # (B, 48 * k, H, W)
+        return torch.tanh(self.head(self.decoder(x))) / 2 + 0.5
 
     def forward(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
         return self.forward_raw(vis, ir)

@@ -64,14 +64,21 @@ class ConvNorm(nn.Module):
 
 
 def conv_parts(
-    parts: list[torch.Tensor], w: torch.Tensor, b: torch.Tensor | None, padding: int = 0, act: str = "none"
+    parts: list[torch.Tensor],
+    w: torch.Tensor,
+    b: torch.Tensor | None,
+    padding: int = 0,
+    act: str = "none",
+    pad_mode: str = "zeros",
 ) -> torch.Tensor:
     """``conv2d(cat(parts, 1), w, b)`` as one conv per part, each adding into the last (oneDNN kernels)."""
     y, c = None, 0
     for i, x in enumerate(parts):
         n = x.shape[1]
         last = i == len(parts) - 1
-        y = conv(x, w[:, c : c + n], b if last else None, padding, act=act if last else "none", add=y)
+        y = conv(
+            x, w[:, c : c + n], b if last else None, padding, act=act if last else "none", add=y, pad_mode=pad_mode
+        )
         c += n
     return y
 
