@@ -31,9 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusion.models.pmgi import conv_parts
-
 from fusion.models.official import Family, OfficialImage, has_keys, near_boundary, scipy_bytescale
+from fusion.models.pmgi import conv_parts
 
 
 def _conv_bn(cin: int, cout: int, eps: float = 1e-5) -> nn.Sequential:
