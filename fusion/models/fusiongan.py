@@ -19,9 +19,6 @@ Inputs are ``(level - 127.5) / 127.5``; the output ``x 127.5 + 127.5``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,9 +26,9 @@ from torch import nn
 from fusion.errors import RgbtError
 from fusion.models._fast import conv
 from fusion.models._util import clamp01
-from fusion.models.official import Family, OfficialImage, add_batch_counters, has_keys, visible_chroma_rgb
+from fusion.models.official import Family, add_batch_counters, has_keys
 from fusion.models.pmgi import NORMS, ConvNorm
-from fusion.models.sdnet import y_inputs
+from fusion.models.sdnet import official as sdnet_official
 
 PAD = 6  # the edge padding the 'VALID' convs consume: 2 + 2 + 1 + 1
 WIDTHS = ((5, 256), (5, 128), (3, 64), (3, 32))  # (kernel, channels out) of the normalised layers
@@ -122,17 +119,6 @@ def _convert(parts: dict) -> dict[str, torch.Tensor]:
     return convert_generator(parts[""], FusionGAN(), {"layers": ""})
 
 
-@torch.no_grad()
-def official(model: nn.Module, ir_path: Path, vis_path: Path) -> OfficialImage:
-    """VIF-Benchmark ``FusionGAN/FusionGAN.py`` (the authors' test code with ``img2RGB``): both images read as the Y
-    of PIL's YCbCr (float64), edge-padded by 6, ``(x - 127.5) / 127.5``; the normalisations on the image's own
-    statistics; the output ``x 127.5 + 127.5`` saved with ``scipy.misc.imsave`` (min-max stretch), then the visible
-    image's chroma."""
-    vis, ir = y_inputs(ir_path, vis_path, lambda x: (x - 127.5) / 127.5)
-    out = model.forward_raw(vis, ir)[0, 0].numpy() * np.float32(127.5) + np.float32(127.5)
-    return visible_chroma_rgb(out, vis_path)
-
-
 FAMILY = Family(
     name="fusiongan",
     model=FusionGAN,
@@ -140,5 +126,6 @@ FAMILY = Family(
     detect=_detect,
     convert=_convert,
     exact={"norm": "image"},
-    official=official,
+    # VIF-Benchmark FusionGAN.py reads, scales and saves as SDNet's test code (the edge padding is in forward_raw)
+    official=sdnet_official,
 )

@@ -19,9 +19,10 @@ from torch import nn
 
 from fusion.errors import RgbtError
 from fusion.models._util import clamp01
-from fusion.models.fusiongan import convert_generator, edge_pad, last_conv, official, run_stack, valid_stack
+from fusion.models.fusiongan import convert_generator, edge_pad, last_conv, run_stack, valid_stack
 from fusion.models.official import Family, has_keys
 from fusion.models.pmgi import NORMS
+from fusion.models.sdnet import official
 
 
 class GANMcC(nn.Module):

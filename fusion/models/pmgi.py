@@ -24,9 +24,6 @@ Inputs are ``(level - 127.5) / 127.5``; the output ``x 127.5 + 127.5``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,8 +31,8 @@ from torch import nn
 from fusion.errors import RgbtError
 from fusion.models._fast import conv
 from fusion.models._util import clamp01
-from fusion.models.official import Family, OfficialImage, add_batch_counters, has_keys, visible_chroma_rgb
-from fusion.models.sdnet import y_inputs
+from fusion.models.official import Family, add_batch_counters, has_keys
+from fusion.models.sdnet import official as sdnet_official
 
 # our layer -> the authors' scope and variable suffix, for the infrared-led path ("ir") and the visible-led one
 LAYERS = {"conv1": "1", "conv2": "2", "transfer2": "2_3", "conv3": "3", "transfer3": "3_4", "conv4": "4"}
@@ -168,16 +165,6 @@ def _convert(parts: dict) -> dict[str, torch.Tensor]:
     return add_batch_counters(state, PMGI())
 
 
-@torch.no_grad()
-def official(model: nn.Module, ir_path: Path, vis_path: Path) -> OfficialImage:
-    """VIF-Benchmark ``PMGI/PMGI.py`` (the authors' test code with VIF-Benchmark's ``img2RGB``): both images read as
-    the Y of PIL's YCbCr (float64), ``(x - 127.5) / 127.5``; the normalisations on the image's own statistics; the
-    output ``x 127.5 + 127.5`` saved with ``scipy.misc.imsave`` (min-max stretch), then the visible image's chroma."""
-    vis, ir = y_inputs(ir_path, vis_path, lambda x: (x - 127.5) / 127.5)
-    out = model.forward_raw(vis, ir)[0, 0].numpy() * np.float32(127.5) + np.float32(127.5)
-    return visible_chroma_rgb(out, vis_path)
-
-
 FAMILY = Family(
     name="pmgi",
     model=PMGI,
@@ -185,5 +172,5 @@ FAMILY = Family(
     detect=_detect,
     convert=_convert,
     exact={"norm": "image"},  # the script's normalisation; TensorFlow rounds its own way, fast kernels match as well
-    official=official,
+    official=sdnet_official,  # the same reading, scaling and saving as SDNet's test code (VIF-Benchmark PMGI.py)
 )

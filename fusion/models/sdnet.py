@@ -127,7 +127,8 @@ def y_inputs(ir_path: Path, vis_path: Path, scale) -> tuple[torch.Tensor, torch.
 def official(model: nn.Module, ir_path: Path, vis_path: Path) -> OfficialImage:
     """VIF-Benchmark ``SDNet/SDNet.py`` (the authors' ``test`` code with VIF-Benchmark's ``img2RGB``): both images
     read as the Y of PIL's YCbCr (float64), ``(x - 127.5) / 127.5``; the output ``x 127.5 + 127.5`` saved with
-    ``scipy.misc.imsave`` (min-max stretch), then the visible image's chroma."""
+    ``scipy.misc.imsave`` (min-max stretch), then the visible image's chroma. PMGI's, FusionGAN's and GANMcC's
+    scripts (the same group's) do exactly this around their networks."""
     vis, ir = y_inputs(ir_path, vis_path, lambda x: (x - 127.5) / 127.5)
     out = model.forward_raw(vis, ir)[0, 0].numpy() * np.float32(127.5) + np.float32(127.5)
     return visible_chroma_rgb(out, vis_path)
