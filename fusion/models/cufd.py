@@ -16,7 +16,8 @@ its moving statistics and epsilon 1e-3 after every conv but the last of each cod
 The fusion rule (``fusion.py`` and ``generate.py``): common features weighted by their magnitudes
 ``|c1| / (|c1| + |c2| + 1e-9)``, unique ones by the larger magnitude; each scale's decoded features plus the
 larger-magnitude source feature; part 1's decoder. 1,178,274 values in the two files (RMSProp's slots excluded).
-Inputs are each image min-max normalised to [0, 1]; the output ``tanh(x) / 2 + 0.5``.
+Inputs are each image min-max normalised to [0, 1]; the output ``tanh(x) / 2 + 0.5``, min-max stretched as the
+authors' ``imsave`` does (``forward``: their raw output spans about a fifth of the range).
 """
 
 from __future__ import annotations
@@ -137,12 +138,14 @@ class CUFD(nn.Module):
             )
         self.part2_copy = copy
 
-    # the script min-max normalises each source: an image-wide step, which tiling (fusion.models.tiling) runs on the
-    # whole image around the tiles of forward_raw
+    # the script min-max normalises each source and its imsave stretches the output (which spans about a fifth of
+    # [0, 1]: 145-194 of 255 on TNO): image-wide steps, which tiling (fusion.models.tiling) runs on the whole image
+    # around the tiles of forward_raw
     def prepare(self, vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return minmax(vis), minmax(ir)
 
     def finish(self, out: torch.Tensor) -> torch.Tensor:
+        out = minmax(out)
         return out + (out.clamp(0, 1) - out).detach()
 
     def forward_raw(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
