@@ -275,6 +275,12 @@ def load_model(
         if name not in FAMILIES or FAMILIES[name].official is None:
             known = ", ".join(n for n, f in FAMILIES.items() if f.official)
             raise RgbtError(f"{name} has no official mode; it exists for {known}")
+        needs = FAMILIES[name].official_needs
+        if any(spec.get("config", {}).get(k) != v for k, v in needs.items()):
+            raise RgbtError(
+                f"{name} has no official mode for {short(path)}: it holds a network of our own training, and "
+                "--official runs the authors' network on their files; drop --official"
+            )
         overrides = {**FAMILIES[name].exact, **overrides}
     spec["config"] = {**spec.get("config", {}), **overrides}
     model = build_model(spec, f"{short(path)} ", class_path)

@@ -199,5 +199,6 @@ FAMILY = Family(
     convert=_convert,
     native={"authors": True},
     exact={},
+    official_needs={"authors": True},
     official=official,
 )

@@ -59,6 +59,8 @@ class Family:
         native: constructor arguments under which the authors' weights compute what their network computes.
         exact: constructor arguments for the official arithmetic (bit for bit with the authors' code on one CPU).
         official: ``(model, ir_path, vis_path) -> OfficialImage``, the authors' test script; None: no official mode.
+        official_needs: constructor settings a weight file must have been saved with for ``official`` to apply
+            (DDcGAN's ``authors``: our own generator is another network than the authors').
     """
 
     name: str
@@ -70,6 +72,7 @@ class Family:
     native: dict = field(default_factory=dict)
     exact: dict = field(default_factory=lambda: {"exact": True})
     official: Callable[[nn.Module, Path, Path], OfficialImage] | None = None
+    official_needs: dict = field(default_factory=dict)
 
 
 def is_state_dict(obj: Any) -> bool:
