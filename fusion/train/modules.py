@@ -224,7 +224,14 @@ class CDDFuseModule(FusionTask):
         loss: a :class:`fusion.losses.CDDFuseLoss`.
         phase1_steps: steps of the reconstruction phase (official: 40 of 120 epochs).
         lr: Adam learning rate (official 1e-4).
+        lr_milestones, lr_gamma: the learning rate times ``lr_gamma`` at each of these optimiser steps.
+        authors_schedule: the authors' ``train.py`` in two respects, both off by default: each part (encoder,
+            decoder, base and detail fusion layers) has its gradient norm clipped at ``trainer.gradient_clip_val``
+            separately, not the whole network's; and the fusion layers' learning rate starts its own schedule
+            with phase II (their StepLRs step only then), so milestones up to ``phase1_steps`` leave it alone.
     """
+
+    parts = ("encoder", "decoder", "base_fuse", "detail_fuse")  # the authors' four modules and optimisers
 
     def __init__(
         self,
@@ -234,6 +241,7 @@ class CDDFuseModule(FusionTask):
         lr: float = 1e-4,
         lr_milestones: list[int] | None = None,
         lr_gamma: float = 0.5,
+        authors_schedule: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -258,4 +266,25 @@ class CDDFuseModule(FusionTask):
 
     def configure_optimizers(self):
         h = self.hparams
-        return adam_with_milestones(self.model.parameters(), h.lr, h.lr_milestones, h.lr_gamma)
+        if not h.authors_schedule:
+            return adam_with_milestones(self.model.parameters(), h.lr, h.lr_milestones, h.lr_gamma)
+        # one Adam over two groups is the authors' four Adams: its state and step are per parameter
+        fusers = [p for n in self.parts[2:] for p in getattr(self.model, n).parameters()]
+        ids = {id(p) for p in fusers}
+        opt = torch.optim.Adam(
+            [{"params": [p for p in self.model.parameters() if id(p) not in ids]}, {"params": fusers}], lr=h.lr
+        )
+        milestones = sorted(h.lr_milestones or [])
+        late = [m for m in milestones if m > h.phase1_steps]
+
+        def factor(ms: list[int]):  # and their floor: a learning rate that falls to 1e-6 stays there
+            return lambda step: max(h.lr_gamma ** sum(step >= m for m in ms), 1e-6 / h.lr)
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, [factor(milestones), factor(late)])
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        if not (self.hparams.authors_schedule and gradient_clip_val):
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        for name in self.parts:  # nn.utils.clip_grad_norm_ per part, as train.py does after backward
+            torch.nn.utils.clip_grad_norm_(getattr(self.model, name).parameters(), gradient_clip_val)
