@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from kornia.filters import spatial_gradient
+from kornia.filters import get_gaussian_kernel2d, spatial_gradient
 from kornia.losses import ssim_loss as kornia_ssim_loss
 from kornia.metrics import ssim as kornia_ssim
 from torch import nn
@@ -86,6 +86,26 @@ def ssim_loss(fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor, weightin
     return (1 - (w_vis * s_vis + (1 - w_vis) * s_ir)).mean()
 
 
+def swinfusion_ssim_loss(fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+    """SwinFusion's training SSIM term as its code computes it (``models/loss_vif.py`` ``L_SSIM`` with
+    pytorch-ssim): ``1 - (w_ir * SSIM(ir, F) + w_vis * SSIM(vis, F))``, the SSIM maps from an 11x11 Gaussian window
+    (sigma 1.5) over zero-padded images averaged over the whole batch, the weights each source's share of the
+    batch's mean zero-padded Sobel magnitude. Scalar; (B, 1, H, W) inputs in [0, 1]."""
+    win = get_gaussian_kernel2d((11, 11), (1.5, 1.5)).to(fused)[:, None]  # (1, 1, 11, 11)
+
+    def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        mu1, mu2 = F.conv2d(a, win, padding=5), F.conv2d(b, win, padding=5)
+        s11 = F.conv2d(a * a, win, padding=5) - mu1.pow(2)
+        s22 = F.conv2d(b * b, win, padding=5) - mu2.pow(2)
+        s12 = F.conv2d(a * b, win, padding=5) - mu1 * mu2
+        c1, c2 = 0.01**2, 0.03**2
+        return (((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1.pow(2) + mu2.pow(2) + c1) * (s11 + s22 + c2))).mean()
+
+    g_ir, g_vis = sobel_magnitude(ir, "zeros").mean(), sobel_magnitude(vis, "zeros").mean()
+    w_ir, w_vis = g_ir / (g_ir + g_vis), g_vis / (g_ir + g_vis)
+    return 1 - (w_ir * ssim(ir, fused) + w_vis * ssim(vis, fused))
+
+
 class FusionLoss(nn.Module):
     """The default unsupervised objective: ``w_int * intensity + w_grad * gradient + w_ssim * ssim``.
 
@@ -102,24 +122,33 @@ class FusionLoss(nn.Module):
         ssim_weighting: str = "gradient",
         intensity_vis_weight: float | None = None,
         sobel_padding: str = "replicate",
+        ssim_variant: str = "kornia",
     ):
         super().__init__()
+        if ssim_variant not in ("kornia", "swinfusion"):
+            raise ValueError(f"ssim_variant must be 'kornia' or 'swinfusion', got {ssim_variant!r}")
         if ssim_weighting not in ("mean", "gradient"):
             raise ValueError(f"ssim_weighting must be 'mean' or 'gradient', got {ssim_weighting!r}")
         if sobel_padding not in ("replicate", "zeros"):
             raise ValueError(f"sobel_padding must be 'replicate' or 'zeros', got {sobel_padding!r}")
         self.w_int, self.w_grad, self.w_ssim = w_int, w_grad, w_ssim
         self.ssim_weighting, self.intensity_vis_weight = ssim_weighting, intensity_vis_weight
-        self.sobel_padding = sobel_padding  # "zeros": SeAFusion's and CDDFuse's training code
+        self.sobel_padding = sobel_padding  # "zeros": SeAFusion's, CDDFuse's and SwinFusion's training code
+        self.ssim_variant = ssim_variant  # "swinfusion": the authors' pytorch-ssim term (swinfusion_ssim_loss)
 
     def forward(self, fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor) -> dict[str, torch.Tensor]:
         terms = {
             "int": intensity_loss(fused, vis, ir, self.intensity_vis_weight),
             "grad": gradient_loss(fused, vis, ir, self.sobel_padding),
-            "ssim": ssim_loss(fused, vis, ir, self.ssim_weighting) if self.w_ssim else fused.new_zeros(()),
+            "ssim": self._ssim(fused, vis, ir) if self.w_ssim else fused.new_zeros(()),
         }
         terms["total"] = self.w_int * terms["int"] + self.w_grad * terms["grad"] + self.w_ssim * terms["ssim"]
         return terms
+
+    def _ssim(self, fused: torch.Tensor, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+        if self.ssim_variant == "swinfusion":
+            return swinfusion_ssim_loss(fused, vis, ir)
+        return ssim_loss(fused, vis, ir, self.ssim_weighting)
 
 
 MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)

@@ -129,3 +129,20 @@ def test_ddcgan_loss_with_the_default_objective(imgs):
     assert torch.isclose(t["total"], 0.1 * (t["adv_vis"] + t["adv_ir"]) + t["content"])
     t["total"].backward()
     assert fused.grad.abs().sum() > 0
+
+
+def test_swinfusion_ssim_variant_known_values_and_gradient():
+    """The authors' pytorch-ssim term: 0 when the fused image equals both sources, the source weights follow the
+    batch's gradient shares, differentiable; it differs from our kornia default at the borders only."""
+    from fusion.losses import FusionLoss, swinfusion_ssim_loss
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 32, 32)
+    assert float(swinfusion_ssim_loss(x, x, x)) < 1e-6
+    flat = torch.zeros_like(x)  # no gradient, even at the zero-padded border: all the weight on the textured source
+    assert abs(float(swinfusion_ssim_loss(x, x, flat))) < 1e-6
+    f = torch.rand(2, 1, 32, 32, requires_grad=True)
+    swinfusion_ssim_loss(f, x, torch.rand(2, 1, 32, 32)).backward()
+    assert f.grad.abs().sum() > 0 and torch.isfinite(f.grad).all()
+    with pytest.raises(ValueError, match="ssim_variant"):
+        FusionLoss(ssim_variant="pytorch")

@@ -18,10 +18,11 @@ from train_eq_util import fixed_weights, project, rel_from_projections
 
 from fusion.color import split_luma
 from fusion.losses import CDDFuseLoss, FusionLoss, ReconstructionLoss
-from fusion.models import CDDFuse, DenseFuse, SeAFusion
+from fusion.models import CDDFuse, DenseFuse, SeAFusion, SwinFusion
 from fusion.models.cddfuse import convert_official
 from fusion.models.zoo import FAMILIES
 from fusion.train import AutoencoderModule, CDDFuseModule, FusionModule
+from fusion.train.ema import EMA
 
 FIX = Path(__file__).parent / "fixtures" / "train_eq"
 
@@ -115,23 +116,34 @@ def test_seafusion_fusion_loss_matches_the_authors_training_step():
 
 
 class _Grads(pl.Callback):
-    """Keeps each parameter's gradient as the backward pass left it (Lightning clips after this hook)."""
+    """Keeps each parameter's gradient as the backward pass left it (Lightning clips after this hook) and the
+    weights right after the step; seeds the random stream before the forward if ``seed`` is given."""
+
+    def __init__(self, seed: int | None = None):
+        self.seed = seed
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.seed is not None:
+            torch.manual_seed(self.seed)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        self.grads = {
-            n: None if p.grad is None else p.grad.detach().clone() for n, p in pl_module.model.named_parameters()
-        }
+        params = pl_module.model.named_parameters()
+        self.grads = {n: None if p.grad is None else p.grad.detach().clone() for n, p in params}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.after = {n: p.detach().clone() for n, p in pl_module.model.named_parameters()}
 
 
-def _one_step(module: pl.LightningModule, batch: dict, **trainer_kwargs) -> tuple[dict, dict]:
-    """One optimiser step of ``module`` on ``batch`` through a real Trainer: (logged metrics, raw gradients)."""
-    grads = _Grads()
+def _one_step(module: pl.LightningModule, batch: dict, seed: int | None = None, callbacks=(), **trainer_kwargs):
+    """One optimiser step of ``module`` on ``batch`` through a real Trainer: (logged metrics, the raw gradients,
+    the weights after the step)."""
+    grads = _Grads(seed)
     trainer = pl.Trainer(
         max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        callbacks=[grads], accelerator="cpu", devices=1, **trainer_kwargs,
+        callbacks=[grads, *callbacks], accelerator="cpu", devices=1, **trainer_kwargs,
     )  # fmt: skip
     trainer.fit(module, torch.utils.data.DataLoader([batch], batch_size=None))
-    return {k: float(v) for k, v in trainer.callback_metrics.items()}, grads.grads
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}, grads.grads, grads.after
 
 
 @pytest.mark.parametrize("phase", [1, 2])
@@ -157,7 +169,7 @@ def test_cddfuse_matches_the_authors_training_step(phase):
     loss = CDDFuseLoss(FusionLoss(1.0, 10.0, 0.0, sobel_padding="zeros"), w_decomp=2.0, w_rec_ssim=5.0, w_rec_grad=5.0)
     module = CDDFuseModule(model, loss, phase1_steps=1 if phase == 1 else 0, lr=float(ref["lr"]), authors_schedule=True)
     batch = {"vis": torch.from_numpy(ref["vis"]), "ir": torch.from_numpy(ref["ir"])}
-    logged, grads = _one_step(module, batch, gradient_clip_val=float(ref["clip"]))
+    logged, grads, _ = _one_step(module, batch, gradient_clip_val=float(ref["clip"]))
 
     for k in [f.split("/", 1)[1] for f in ref.files if f.startswith(f"p{phase}/") and f.count("/") == 1]:
         theirs = float(ref[f"p{phase}/{k}"])
@@ -197,3 +209,35 @@ def test_cddfuse_learning_rates_follow_the_authors_schedule():
             want = ref[step // per_epoch]
             assert np.isclose(lr_enc, want[0], rtol=1e-9) and np.isclose(lr_fuse, want[2], rtol=1e-9), step // per_epoch
         sched.step()
+
+
+def test_swinfusion_matches_the_authors_training_step():
+    """Linfeng-Tang/SwinFusion main_train_swinfusion.py (vif options): 20 int + 20 grad + 10 (1 - SSIM) with their
+    pytorch-ssim term (``FusionLoss(20, 20, 10, sobel_padding="zeros", ssim_variant="swinfusion")``), drop path 0.1
+    in training mode (the same draws for the same seed), the loss on the unclamped output (``raw_output=True``), Adam
+    2e-5, and their EMA 0.999 from the initial weights (``fusion.train.EMA``)."""
+    ref = np.load(FIX / "swinfusion_step.npz")
+    names = [str(n) for n in ref["names"]]
+    shapes = [tuple(int(d) for d in str(s).split(",")) for s in ref["shapes"]]
+    w = {k: torch.from_numpy(v) for k, v in fixed_weights(names, shapes).items()}
+    convert = FAMILIES["swinfusion"].convert
+    ours_of = {n: next(iter(convert({"": {n: w[n]}})), None) for n in names}  # None: the unused second stem
+    model = SwinFusion(embed_dim=60, window=8, heads=6, mlp_ratio=2.0, drop_path=0.1)
+    model.load_state_dict(convert({"": w}))
+    loss = FusionLoss(20.0, 20.0, 10.0, sobel_padding="zeros", ssim_variant="swinfusion")
+    module = FusionModule(model, loss, lr=float(ref["lr"]), raw_output=True)  # their loss sees the raw output
+    batch = {"vis": torch.from_numpy(ref["vis"]).float() / 255, "ir": torch.from_numpy(ref["ir"]).float() / 255}
+    logged, grads, after = _one_step(module, batch, seed=int(ref["seed"]), callbacks=[EMA(float(ref["ema"]))])
+
+    for k, weight in (("int", 20), ("grad", 20), ("ssim", 10), ("total", 1)):
+        assert abs(weight * logged[f"train/{k}"] / float(ref[k]) - 1) < 1e-5, (k, logged[f"train/{k}"], float(ref[k]))
+    ema = dict(model.named_parameters())  # after fit, the EMA callback has put the averaged weights in the model
+    for i, n in enumerate(names):
+        norm = float(ref[f"grad_norm/{n}"])
+        if ours_of[n] is None:  # the authors' forward never uses conv_first*_B
+            assert norm < 0, n
+            continue
+        assert rel_from_projections(project(i, grads[ours_of[n]].numpy()), ref[f"grad_proj/{n}"], norm) < 1e-4, n
+        for tag, got in (("after", after), ("ema", ema)):
+            p = project(i, got[ours_of[n]].detach().numpy())
+            assert rel_from_projections(p, ref[f"{tag}_proj/{n}"], float(ref[f"{tag}_norm/{n}"])) < 1e-5, (tag, n)

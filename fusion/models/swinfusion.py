@@ -73,8 +73,9 @@ class DropPath(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        keep = x.new_empty(x.shape[0], *([1] * (x.dim() - 1))).bernoulli_(1 - self.p)
-        return x * keep / (1 - self.p)
+        # timm's draw (uniform, then floor): the same random numbers as the authors' training for a given seed
+        keep = (1 - self.p + torch.rand(x.shape[0], *([1] * (x.dim() - 1)), dtype=x.dtype, device=x.device)).floor_()
+        return x.div(1 - self.p) * keep
 
 
 class WindowAttention(nn.Module):

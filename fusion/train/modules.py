@@ -36,6 +36,8 @@ class FusionModule(FusionTask):
         lr: Adam learning rate.
         trainable: train only the parameters under this attribute (e.g. ``"decoder"``); None: all.
         lr_milestones, lr_gamma: MultiStepLR schedule over optimiser steps (empty: constant).
+        raw_output: score the network's unclamped output (``model.forward_raw``), as SwinFusion's training code
+            does (its loss sees values outside [0, 1], and their gradients); default: ``model(vis, ir)``, clamped.
     """
 
     def __init__(
@@ -46,11 +48,14 @@ class FusionModule(FusionTask):
         trainable: str | None = None,
         lr_milestones: list[int] | None = None,
         lr_gamma: float = 0.5,
+        raw_output: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.save_hyperparameters(ignore=["model", "loss"])
         self.model, self.loss = model, loss if loss is not None else FusionLoss()
+        if raw_output and not hasattr(model, "forward_raw"):
+            raise ValueError(f"raw_output: {type(model).__name__} has no forward_raw (its unclamped output)")
         if trainable is not None:
             keep = getattr(model, trainable).parameters()
             model.requires_grad_(False)
@@ -58,7 +63,8 @@ class FusionModule(FusionTask):
                 p.requires_grad_(True)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        terms = self.loss(self.model(batch["vis"], batch["ir"]), batch["vis"], batch["ir"])
+        net = self.model.forward_raw if self.hparams.raw_output else self.model
+        terms = self.loss(net(batch["vis"], batch["ir"]), batch["vis"], batch["ir"])
         self.log_terms(terms)
         return terms["total"]
 
