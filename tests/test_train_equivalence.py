@@ -17,11 +17,12 @@ import yaml
 from train_eq_util import fixed_weights, project, rel_from_projections
 
 from fusion.color import split_luma
-from fusion.losses import CDDFuseLoss, FusionLoss, ReconstructionLoss
-from fusion.models import CDDFuse, DenseFuse, SeAFusion, SwinFusion
+from fusion.losses import CDDFuseLoss, DDcGANLoss, FusionLoss, ReconstructionLoss
+from fusion.models import CDDFuse, DDcGANGenerator, DenseFuse, SeAFusion, SwinFusion
 from fusion.models.cddfuse import convert_official
 from fusion.models.zoo import FAMILIES
 from fusion.train import AutoencoderModule, CDDFuseModule, FusionModule
+from fusion.train.ddcgan_authors import DDcGANAuthorsModule
 from fusion.train.ema import EMA
 
 FIX = Path(__file__).parent / "fixtures" / "train_eq"
@@ -241,3 +242,99 @@ def test_swinfusion_matches_the_authors_training_step():
         for tag, got in (("after", after), ("ema", ema)):
             p = project(i, got[ours_of[n]].detach().numpy())
             assert rel_from_projections(p, ref[f"{tag}_proj/{n}"], float(ref[f"{tag}_norm/{n}"])) < 1e-5, (tag, n)
+
+
+def _tf_layout(a: np.ndarray) -> np.ndarray:
+    """PyTorch's layout -> TensorFlow's: conv OIHW -> HWIO, dense (out, in) -> (in, out)."""
+    return a.transpose(2, 3, 1, 0) if a.ndim == 4 else a.T if a.ndim == 2 else a
+
+
+def _ddcgan_from_fixture(ref) -> tuple[DDcGANAuthorsModule, dict[str, str]]:
+    """The authors' module with the fixture's fixed weights; and TF variable name -> our parameter name."""
+    names = [str(n) for n in ref["names"]]
+    shapes = [tuple(int(d) for d in str(s).split(",")) for s in ref["shapes"]]
+    w = fixed_weights(names, shapes)
+    g_names = [n for n in names if n.startswith("Generator")]
+    moving = {f"{n.rsplit('/', 1)[0]}/moving_{k}": np.full(w[n].shape, float(k == "variance"), np.float32)
+              for n in g_names if n.endswith("gamma") for k in ("mean", "variance")}  # fmt: skip
+    convert = FAMILIES["ddcgan"].convert
+    tags = convert({"": {n: np.full(_tf_layout(w[n]).shape, i + 1.0, np.float32) for i, n in enumerate(g_names)}
+                    | moving})  # fmt: skip
+    ours_of = {g_names[int(v.flatten()[0]) - 1]: k for k, v in tags.items() if k.endswith((".weight", ".bias"))}
+    model = DDcGANGenerator(authors=True)
+    model.load_state_dict(convert({"": {n: _tf_layout(w[n]) for n in g_names} | moving}))
+    patch = ref["vis"].shape[1]
+    module = DDcGANAuthorsModule(model, DDcGANLoss(), patch_size=patch, decay_steps=int(ref["n_batches"]))
+    parts = {"conv1": "body.1", "conv2": "body.4", "conv3": "body.8", "b1/batch_normalization": "body.5",
+             "b2/batch_normalization": "body.9", "flatten1/dense": "fc"}  # fmt: skip
+    for tf_d, ours_d in (("Discriminator1", "d_vis"), ("Discriminator2", "d_ir")):
+        for n in names:
+            if n.startswith(tf_d + "/"):
+                scope, var = n[len(tf_d) + 1 :].rsplit("/", 1)
+                ours_of[n] = f"{ours_d}.{parts[scope]}.{'weight' if var in ('kernel', 'gamma') else 'bias'}"
+    state = module.state_dict()
+    for n, ours in ours_of.items():
+        if ours.startswith(("d_vis.", "d_ir.")):
+            state[ours] = torch.from_numpy(w[n])
+    module.load_state_dict(state)
+    module.solver_runs.fill_(int(ref["start"]))
+    module.manual_backward = lambda loss: loss.backward()  # outside a Trainer
+    return module.train(), {n: o if o.startswith(("d_vis", "d_ir")) else f"model.{o}" for n, o in ours_of.items()}
+
+
+def test_ddcgan_matches_the_authors_training_step():
+    """hanna-xu/DDcGAN train.py under TensorFlow: the generator's and both discriminators' losses, their gradients,
+    one generator step (TF1 RMSProp) and the discriminators' first steps (gradient descent), at solver runs 37 and
+    38 of the exponential decay (decay_steps 10): ``DDcGANAuthorsModule`` with ``DDcGANGenerator(authors=True)``.
+
+    In float64 on both sides (the fixture's README says how their graph was run so): with a batch norm after every
+    conv, float32 cannot resolve this generator's gradients to 1e-4 (ours in float32 sit up to 2e-3 from float64,
+    TensorFlow's likewise)."""
+    ref = np.load(FIX / "ddcgan_step.npz")
+    assert str(ref["dtype"]) == "float64"
+    names = [str(n) for n in ref["names"]]
+    module, ours_of = _ddcgan_from_fixture(ref)
+    module.double()
+    vis = torch.from_numpy(ref["vis"]).permute(0, 3, 1, 2).double()
+    ir = torch.from_numpy(ref["ir"]).permute(0, 3, 1, 2).double()
+    assert abs(module.lr_now() / float(ref["learning_rate"]) - 1) < 1e-6
+
+    t = module.g_terms(vis, ir)
+    dv, di = module.d_losses(vis, ir)
+    pairs = {"G_loss_GAN_D1": t["adv_vis"], "G_loss_GAN_D2": t["adv_ir"], "LOSS_IR": 16 * t["int"],
+             "LOSS_VIS": t["grad"], "G_loss": t["total"], "D1_loss_real": dv["real"], "D1_loss_fake": dv["fake"],
+             "D1_loss": dv["total"], "D2_loss_real": di["real"], "D2_loss_fake": di["fake"],
+             "D2_loss": di["total"]}  # fmt: skip
+    for k, ours in pairs.items():
+        assert abs(float(ours) / float(ref[k]) - 1) < 1e-5, (k, float(ours), float(ref[k]))
+
+    params = dict(module.named_parameters())
+    total = {p: np.sqrt(sum(float(ref[f"grad_norm/{n}"]) ** 2 for n in names if n.startswith(p)))
+             for p in ("Generator", "Discriminator1", "Discriminator2")}  # fmt: skip
+    for loss, prefix in ((t["total"], "Generator"), (dv["total"], "Discriminator1"), (di["total"], "Discriminator2")):
+        module.zero_grad()
+        loss.backward(retain_graph=True)
+        for i, n in enumerate(names):
+            if n.startswith(prefix):
+                g, norm = params[ours_of[n]].grad.numpy(), float(ref[f"grad_norm/{n}"])
+                diff = rel_from_projections(project(i, g), ref[f"grad_proj/{n}"], norm)
+                # a conv's bias before a batch norm has no effect, so its exact gradient is 0: rounding both sides
+                assert diff < 1e-4 or norm < 1e-9 * total[prefix] > np.linalg.norm(g), (n, diff, norm)
+
+    def check_after(m, prefixes) -> None:
+        p = dict(m.named_parameters())
+        for i, n in enumerate(names):
+            if n.startswith(prefixes):
+                got = project(i, p[ours_of[n]].detach().numpy())
+                assert rel_from_projections(got, ref[f"after_proj/{n}"], float(ref[f"after_norm/{n}"])) < 1e-5, n
+
+    opt_g, _, opt_dv, opt_di = module.configure_optimizers()
+    module.solver_run(opt_g, module.g_terms(vis, ir)["total"], module.model)
+    check_after(module, ("Generator",))
+    module, _ = _ddcgan_from_fixture(ref)  # the discriminators step from the same weights
+    module.double()
+    opt_g, _, opt_dv, opt_di = module.configure_optimizers()
+    module.solver_run(opt_dv, module.d_losses(vis, ir)[0]["total"], module.d_vis)
+    module.solver_run(opt_di, module.d_losses(vis, ir)[1]["total"], module.d_ir)
+    check_after(module, ("Discriminator1", "Discriminator2"))
+    assert int(module.solver_runs) == int(ref["global_step_after_D"])  # one counter for every solver run

@@ -181,3 +181,43 @@ def test_quiet_lightning_silences_the_banner(capfd):
     pl.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False)
     out, err = capfd.readouterr()
     assert "GPU available" not in out + err and "Tip" not in out + err
+
+
+def test_ddcgan_authors_module_alternates_discriminator_and_generator_batches():
+    """DDcGANAuthorsModule: the even batch steps both discriminators, the odd one the generator; every solver run
+    advances the shared decay counter and the weights stay within the clip."""
+    import pytorch_lightning as pl
+
+    from fusion.losses import DDcGANLoss
+    from fusion.models import DDcGANGenerator
+    from fusion.train import DDcGANAuthorsModule
+
+    torch.manual_seed(0)
+    batches = [{"vis": torch.rand(2, 1, 16, 16), "ir": torch.rand(2, 1, 16, 16)} for _ in range(2)]
+    module = DDcGANAuthorsModule(DDcGANGenerator(authors=True), DDcGANLoss(), patch_size=16, clip=0.5)
+    g_before = [p.detach().clone() for p in module.model.parameters()]
+    d_before = [p.detach().clone() for p in module.d_vis.parameters()]
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu", devices=1)  # fmt: skip
+    trainer.fit(module, torch.utils.data.DataLoader(batches, batch_size=None))
+    m = trainer.callback_metrics
+    assert m["train/d_vis_steps"] >= 1 and m["train/g_steps"] >= 1
+    assert int(module.solver_runs) >= 3  # D_vis, D_ir, then G at least once
+    assert any(not torch.equal(a, b) for a, b in zip(g_before, module.model.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(d_before, module.d_vis.parameters(), strict=True))
+    assert all(p.abs().max() <= 0.5 for p in module.parameters() if p.requires_grad)
+
+
+def test_tf_rmsprop_is_tensorflow_1s_update():
+    """ms starts at 1 and epsilon sits inside the square root: two steps by hand."""
+    from fusion.train.optim import TFRMSprop
+
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = TFRMSprop([w], lr=0.1)
+    ms, want = torch.ones(2), torch.tensor([1.0, -2.0])
+    for g in (torch.tensor([3.0, -0.5]), torch.tensor([1.0, 2.0])):
+        w.grad = g.clone()
+        opt.step()
+        ms = 0.9 * ms + 0.1 * g * g
+        want = want - 0.1 * g / torch.sqrt(ms + 1e-10)
+        assert torch.allclose(w.detach(), want, atol=1e-7)

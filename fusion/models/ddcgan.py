@@ -41,17 +41,19 @@ def _conv_bn(cin: int, cout: int, eps: float = 1e-5) -> nn.Sequential:
     )
 
 
-def image_bn(x: torch.Tensor, bn: nn.BatchNorm2d, inplace: bool = False) -> torch.Tensor:
+def image_bn(x: torch.Tensor, bn: nn.BatchNorm2d, inplace: bool = False, batch: bool = False) -> torch.Tensor:
     """TensorFlow's batch norm in training mode on one image per batch: each image's own statistics, the trained
     gamma and beta, in the fused kernel's order ``(x - mean) * (rsqrt(var + eps) * gamma) + beta``. ``inplace``
-    (inference): the variance in one pass (``var_mean``) and the normalisation written over ``x``."""
+    (inference): the variance in one pass (``var_mean``) and the normalisation written over ``x``. ``batch``: the
+    whole batch's statistics, as the authors' training graph computes them for its batches of patches."""
     gamma, beta = bn.weight.view(1, -1, 1, 1), bn.bias.view(1, -1, 1, 1)
+    dims = (0, 2, 3) if batch else (2, 3)
     if inplace:
-        var, mean = torch.var_mean(x, (2, 3), correction=0, keepdim=True)
+        var, mean = torch.var_mean(x, dims, correction=0, keepdim=True)
         return x.sub_(mean).mul_(torch.rsqrt(var + bn.eps) * gamma).add_(beta)
-    mean = x.mean((2, 3), keepdim=True)
+    mean = x.mean(dims, keepdim=True)
     c = x - mean
-    scale = torch.rsqrt(c.square().mean((2, 3), keepdim=True) + bn.eps) * gamma
+    scale = torch.rsqrt(c.square().mean(dims, keepdim=True) + bn.eps) * gamma
     return c * scale + beta
 
 
@@ -93,7 +95,8 @@ class DDcGANGenerator(nn.Module):
             y = conv_parts(parts, seq[1].weight, seq[1].bias, 1, pad_mode="reflect")
         else:
             y = seq[1](F.pad(torch.cat(parts, 1), (1, 1, 1, 1), mode="reflect"))
-        return F.relu(image_bn(y, seq[2], inplace=fast) if bn else y, inplace=fast)
+        # training: the batch's statistics (the authors' training graph); inference: each image's (their test, B = 1)
+        return F.relu(image_bn(y, seq[2], inplace=fast, batch=self.training) if bn else y, inplace=fast)
 
     def forward_raw(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
         """``tanh / 2 + 0.5`` of the head, (B, 1, H, W) in [0, 1] from both sources on [0, 1]."""
@@ -119,16 +122,22 @@ class DDcGANDiscriminator(nn.Module):
 
     Args:
         patch_size: side of the training patches (fixes the dense layer's input size).
+        authors: the authors' discriminator (``Discriminator.py``): reflection padding, ReLU, batch norm epsilon
+            1e-3, the dense layer on the channels-last flattening; ours: zero padding and leaky ReLU.
     """
 
-    def __init__(self, patch_size: int = 84, channels: tuple[int, ...] = (16, 32, 64)):
+    def __init__(self, patch_size: int = 84, channels: tuple[int, ...] = (16, 32, 64), authors: bool = False):
         super().__init__()
+        self.authors = authors
         layers: list[nn.Module] = []
         cin = 1
         for i, c in enumerate(channels):
-            layers += [nn.Conv2d(cin, c, 3, stride=2, padding=1)]
-            layers += [nn.BatchNorm2d(c)] if i else []
-            layers += [nn.LeakyReLU(0.2, inplace=True)]
+            if authors:
+                layers += [nn.ReflectionPad2d(1), nn.Conv2d(cin, c, 3, stride=2)]
+            else:
+                layers += [nn.Conv2d(cin, c, 3, stride=2, padding=1)]
+            layers += [nn.BatchNorm2d(c, eps=1e-3 if authors else 1e-5)] if i else []
+            layers += [nn.ReLU(inplace=True) if authors else nn.LeakyReLU(0.2, inplace=True)]
             cin = c
         self.body = nn.Sequential(*layers)
         side = patch_size
@@ -140,7 +149,9 @@ class DDcGANDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] != (self.patch_size, self.patch_size):
             raise ValueError(f"discriminator expects {self.patch_size}x{self.patch_size} patches, got {x.shape[-2:]}")
-        return torch.tanh(self.fc(self.body(x).flatten(1))) / 2 + 0.5
+        f = self.body(x)
+        f = f.permute(0, 2, 3, 1) if self.authors else f  # TensorFlow flattens (H, W, C)
+        return torch.tanh(self.fc(f.flatten(1))) / 2 + 0.5
 
 
 def _detect(obj) -> str | None:
