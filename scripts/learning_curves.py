@@ -157,6 +157,9 @@ def svg(curves: dict, lines: dict, width: int = 300, height: int = 220) -> str:
 def plot() -> str:
     """Write docs/figures/learning_curves.{svg,csv}; return the markdown table (first, best and last scores)."""
     curves = {m: read_curve(m) for m in MODELS}
+    if not any(curves.values()):  # keep the committed figure rather than draw empty panels over it
+        raise SystemExit(f"learning_curves.py: no validation scores under {RUNS}; train first: "
+                         "python scripts/learning_curves.py run MODEL --until STEPS")  # fmt: skip
     lines = json.loads(AUTHORS_JSON.read_text()) if AUTHORS_JSON.is_file() else {}
     _write(CURVES_CSV.with_suffix(".svg"), svg(curves, lines))
     rows = ["model,step," + ",".join(METRICS)]

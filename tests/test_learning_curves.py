@@ -35,3 +35,14 @@ def test_segments_merge_into_one_curve_and_plot(tmp_path, monkeypatch):
     svg = (tmp_path / "fig" / "curves.svg").read_text()
     assert svg.count("<polyline") == 3 and svg.count("stroke-dasharray") >= 3  # one curve, one authors' line a panel
     assert (tmp_path / "fig" / "curves.csv").read_text().splitlines()[1] == "cddfuse,100,0.4000,0.3000,0.6000"
+
+
+def test_plot_refuses_without_runs(tmp_path, monkeypatch):
+    lc = _load()
+    monkeypatch.setattr(lc, "RUNS", tmp_path)
+    monkeypatch.setattr(lc, "CURVES_CSV", tmp_path / "fig" / "curves.csv")
+    import pytest
+
+    with pytest.raises(SystemExit, match="no validation scores"):
+        lc.plot()
+    assert not (tmp_path / "fig").exists()
