@@ -389,3 +389,35 @@ def test_table_from_refuses_a_truncated_or_empty_scores_csv(two_sets, tmp_path, 
     assert "holds no scores" in capsys.readouterr().err
     scores.write_bytes(whole)
     assert rgbt(["experiment", "table", "--from", str(out)]) == 0
+
+
+def test_one_method_twice_under_labels(two_sets, tmp_path):
+    """label: puts a registered method in the table twice (here two weight files of DenseFuse), each row fused
+    with its own weights; a label may not take another registered method's name."""
+    import torch
+
+    from fusion.models import DenseFuse, save_weights
+
+    torch.manual_seed(0)
+    w1 = save_weights(DenseFuse(), tmp_path / "w1.pt")
+    grey = DenseFuse()
+    last = [m for m in grey.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.constant_(last.bias, 0.5)  # a flat mid-grey luminance: not what w1 gives
+    w2 = save_weights(grey, tmp_path / "w2.pt")
+    methods = [{"name": "densefuse", "ckpt": str(w1), "label": "densefuse_a"},
+               {"name": "densefuse", "ckpt": str(w2), "label": "densefuse_b"}]  # fmt: skip
+    spec = write_spec(tmp_path / "e.yaml", two_sets, methods=methods, published=[], figure={"samples": 0})
+    s = load_spec(spec, two_sets)
+    assert [(m.name, m.builds, m.ckpt) for m in s.methods] == [("densefuse_a", "densefuse", str(w1)),
+                                                              ("densefuse_b", "densefuse", str(w2))]  # fmt: skip
+    out = tmp_path / "out"
+    assert rgbt(["experiment", "run", str(spec), "--out", str(out), "--devices", "1"]) == 0
+    rows = list(csv.DictReader((out / "scores.csv").open()))
+    assert {r["method"] for r in rows} == {"densefuse_a", "densefuse_b"}
+    a = cv2.imread(str(next((out / "fused" / "A" / "densefuse_a").glob("*.png"))))
+    b = cv2.imread(str(next((out / "fused" / "A" / "densefuse_b").glob("*.png"))))
+    assert a is not None and b is not None and (a != b).any()  # different weights, different images
+    bad = write_spec(tmp_path / "bad.yaml", two_sets, methods=[{"name": "densefuse", "ckpt": str(w1), "label": "max"}])
+    with pytest.raises(RgbtError, match="another registered method"):
+        load_spec(bad, two_sets)

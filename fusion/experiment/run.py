@@ -86,7 +86,7 @@ def preflight(spec: Spec, work: Work, sizes: list[tuple[int, int]] = ()) -> None
 
     for m in spec.methods:
         if not m.external:
-            model = build_method(m.name, ckpt=m.ckpt, official=m.official, class_path=m.class_path)
+            model = build_method(m.builds, ckpt=m.ckpt, official=m.official, class_path=m.class_path)
             check_forward_memory(model, list(sizes), m.name, m.official)
     external = {m.name for m in spec.methods if m.external}
     norm = spec.norm()

@@ -58,6 +58,7 @@ class DatasetEntry(_Strict):
 
 class MethodEntry(_Strict):
     name: Name | None = None
+    label: Name | None = None  # the method's name in the tables when one method appears twice (other weights)
     ckpt: Name | None = None
     official: bool = False
     fused: Name | dict[Name, Name] | None = None

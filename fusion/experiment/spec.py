@@ -58,10 +58,16 @@ class Method:
     fused: dict[str, str] = field(default_factory=dict)  # dataset -> folder of this method's images
     weights: str = ""  # a learned method's weights: "authors", "ours" or "exported" (tables mark ours)
     class_path: str | None = None  # a network of the user's own (module.Class), fused from ckpt
+    method: str | None = None  # the registered method behind a label: (default: name)
 
     @property
     def external(self) -> bool:
         return bool(self.fused)
+
+    @property
+    def builds(self) -> str:
+        """The registered method (or user network's name) that fuses this row."""
+        return self.method or self.name
 
 
 @dataclass
@@ -144,7 +150,10 @@ def _methods(entry: dict | str, datasets: list[Dataset], root: Path | None, path
         entry = {"name": entry}
     if not isinstance(entry, dict):
         raise RgbtError(f"{short(path)}: a method is a name or a mapping, got {entry!r}")
-    _keys(entry, {"name", "ckpt", "official", "fused", "class_path"}, f"method {entry.get('name', '')}", path)
+    _keys(entry, {"name", "label", "ckpt", "official", "fused", "class_path"}, f"method {entry.get('name', '')}", path)
+    if entry.get("label") and (entry.get("fused") is not None or entry.get("class_path")):
+        raise RgbtError(f"{short(path)}: method {entry.get('name')}: label: renames a registered method; a fused: or "
+                        "class_path: method takes its name from name:")  # fmt: skip
     fused = entry.get("fused")
     if entry.get("class_path"):  # a network of the user's own, from its checkpoint
         name = entry["name"]
@@ -161,9 +170,11 @@ def _methods(entry: dict | str, datasets: list[Dataset], root: Path | None, path
                 f"{short(path)}: unknown method '{name}'; use one of {', '.join(available_methods())} "
                 "or give fused: a folder of its images"
             )
-        return [
-            Method(name, entry.get("ckpt"), bool(entry.get("official", False)), weights=_weights(name, entry, path))
-        ]
+        label = entry.get("label") or name
+        if label != name and label in available_methods():
+            raise RgbtError(f"{short(path)}: method {name}: label {label} is another registered method's name")
+        weights = _weights(name, entry, path)
+        return [Method(label, entry.get("ckpt"), bool(entry.get("official", False)), weights=weights, method=name)]
     per_ds = fused if isinstance(fused, dict) else {ds.name: fused for ds in datasets}
     unknown = set(per_ds) - {ds.name for ds in datasets}
     if unknown:

@@ -105,7 +105,7 @@ class Work:
         for name in to_fuse:
             m = spec_methods[name]
             if name not in models:  # built once per process, on its device
-                model = build_method(name, ckpt=m.ckpt, official=m.official, class_path=m.class_path)
+                model = build_method(m.builds, ckpt=m.ckpt, official=m.official, class_path=m.class_path)
                 models[name] = model.to(device).eval()
             target = self.fused_path(item.dataset, name, item.pair)
             target.parent.mkdir(parents=True, exist_ok=True)
